@@ -1,0 +1,10 @@
+"""lmexpr-nb: a notebook reproduction kit for Li, Qi & Sun (IEEE Access 2021),
+"Facial Landmarks and Expression Label Guided Photorealistic Facial Expression Synthesis".
+
+Pipeline, one module (or package) per stage:
+    data/ -> landmarks -> preprocess -> nets -> losses -> train -> metrics/ -> notebooks
+"""
+__version__ = "0.1.0"
+
+PAPER = ("D. Li, W. Qi, S. Sun, 'Facial Landmarks and Expression Label Guided Photorealistic "
+         "Facial Expression Synthesis', IEEE Access 9, 2021, doi:10.1109/ACCESS.2021.3072057")

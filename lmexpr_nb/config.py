@@ -1,0 +1,182 @@
+"""One options object for the whole kit, and the profiles that fill it.
+
+`Config` holds five sections: data (preprocessing, paper Sec. IV-A), model (Sec. III-A,
+Tables 1-3, ablation switches of Table 7), loss (Sec. III-B, Eq. 4-7), train (Sec. IV-B)
+and eval (Sec. IV-C). Defaults are the paper's settings; where the paper is silent the
+default is PATN's (Zhu et al., CVPR 2019) and the field's comment says so.
+
+A profile is a small YAML file in `lmexpr_nb/profiles/` (`smoke`, `paper`) or any path:
+  config:     overrides of the sections above,
+  synth:      options of the synthetic default dataset,
+  notebooks:  parameters given to every notebook (and per-notebook ones under their names).
+`load_profile(name, overrides)` layers it over the defaults; unknown keys are an error,
+not silently ignored.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+
+@dataclass
+class DataConfig:
+    image_size: int = 128            # [paper] crops rescaled to 128x128
+    crop_margin: float = 0.25        # crop box = landmark box grown by this fraction per side, made square
+    first_k: int = 3                 # [paper] first three frames of a sequence -> neutral
+    last_k: int = 3                  # [paper] last three (peak) frames -> the sequence's label
+    val_fraction: float = 0.10       # [paper] 10% of subjects to validation
+    split_seed: int = 0
+    detector_upsample: int = 0       # dlib HOG upsampling; 1 costs 4x and finds false faces
+    oulu_camera: str = "VL"          # [paper] VIS camera ...
+    oulu_illumination: str = "Strong"  # [paper] ... strong illumination
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 128
+    num_landmarks: int = 68
+    num_classes: int = 8             # kit label space, data.records.CLASSES
+    ngf: int = 64                    # [PATN] E_ini: 64 -> 128 -> 256 channels
+    n_downsampling: int = 2          # [PATN] 128 -> 32
+    n_blocks: int = 9                # [PATN define_G] migration unit blocks
+    dropout: float = 0.5             # [PATN]
+    ndf: int = 64                    # [paper Table 3] 64, 128, 256, 512
+    heatmap_sigma: float = 3.0       # [PATN: 6 at 256 px] Gaussian std in pixels at image_size
+    landmark_stream_sees_source: bool = True   # [PATN] source||target heatmaps (136 ch); False: target only (68)
+    use_feature_init: bool = True    # Table 7 ablation: False = fixed, non-learned downsampling
+    use_label_planes: bool = True    # Table 7 ablation "expression label smooth"
+    label_range: str = "pm1"         # [paper] one-hot rescaled to [-1, 1]; "01" keeps {0, 1}
+    d_bn_before_sigmoid: bool = True  # [paper Table 3] BN5 before the sigmoid; real+fake go through D in one batch
+    init_gain: float = 0.02          # [paper] N(0, 0.02)
+
+
+@dataclass
+class LossConfig:
+    lambda_gan: float = 5.0          # [paper] lambda_1
+    lambda_perceptual: float = 10.0  # [paper] lambda_2
+    lambda_pixel: float = 10.0       # [paper] lambda_3
+    vgg_layer: str = "conv1_2"       # [paper] torchvision features[:3]; "relu1_2" = PATN's features[:4]
+    vgg_weights: str | None = None   # path to vgg19-dcbe5e31.pth; None = torchvision's cache
+    vgg_standin: bool = False        # True: seeded random-init VGG19, labelled as a stand-in everywhere
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100_000
+    batch_size: int = 16             # [paper]
+    lr: float = 2e-4                 # [paper]
+    beta1: float = 0.5               # [PATN]
+    beta2: float = 0.999             # [PATN]
+    lr_decay_start: float = 0.5      # [PATN] constant lr, then linear decay to 0 from this fraction of steps
+    seed: int = 0
+    checkpoint_every: int = 1000
+    sample_every: int = 1000
+    log_every: int = 10
+    device: str = "auto"             # auto | cpu | cuda
+    amp: str = "auto"                # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    channels_last: str = "auto"      # auto (on CUDA) | true | false
+    compile: bool = False            # torch.compile; never on CPU tests
+    num_workers: int = 2
+    deterministic: bool = False      # CPU: bitwise repeatable (resume tests)
+
+
+@dataclass
+class EvalConfig:
+    fid_features: str = "inception"  # inception (standard FID) | dlib-standin (reported as FD-dlib, never FID)
+    inception_weights: str | None = None
+    recognisers: tuple[str, ...] = ("dlib",)   # dlib | lightcnn | vggface
+    lightcnn_weights: str | None = None
+    vggface_weights: str | None = None
+    max_pairs: int = 0               # 0 = all validation pairs
+    kid_subset_size: int = 100
+    kid_subsets: int = 100
+
+
+@dataclass
+class Config:
+    profile: str = "default"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Config":
+        return _update(cls(), d or {})
+
+    def updated(self, overrides: dict | None) -> "Config":
+        return _update(copy.deepcopy(self), overrides or {})
+
+    @property
+    def uses_standins(self) -> list[str]:
+        """Stand-ins this config chose; every output made with it names them."""
+        out = []
+        if self.loss.vgg_standin:
+            out.append("VGG19 perceptual loss: random-init stand-in")
+        if self.eval.fid_features != "inception":
+            out.append("FD-dlib (dlib descriptor) in place of Inception FID")
+        return out
+
+
+def _update(obj, overrides: dict, where: str = "config"):
+    names = {f.name: f for f in fields(obj)}
+    for key, value in overrides.items():
+        if key not in names:
+            raise KeyError(f"unknown setting {where}.{key}; known: {', '.join(names)}")
+        cur = getattr(obj, key)
+        if dataclasses.is_dataclass(cur):
+            if not isinstance(value, dict):
+                raise TypeError(f"{where}.{key} must be a mapping, got {value!r}")
+            _update(cur, value, f"{where}.{key}")
+        else:
+            if isinstance(cur, tuple) and isinstance(value, list):
+                value = tuple(value)
+            setattr(obj, key, value)
+    return obj
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return p
+    q = PROFILE_DIR / f"{name_or_path}.yaml"
+    if q.is_file():
+        return q
+    known = ", ".join(sorted(x.stem for x in PROFILE_DIR.glob("*.yaml")))
+    raise FileNotFoundError(f"no profile {name_or_path!r}: give one of {known} or a .yaml path")
+
+
+def read_profile(name_or_path: str | Path) -> dict[str, Any]:
+    """The raw profile mapping: {config: ..., synth: ..., notebooks: ...}."""
+    raw = yaml.safe_load(profile_path(name_or_path).read_text()) or {}
+    unknown = set(raw) - {"config", "synth", "notebooks", "description"}
+    if unknown:
+        raise KeyError(f"profile {name_or_path}: unknown top-level keys {sorted(unknown)}")
+    return raw
+
+
+def load_profile(name_or_path: str | Path = "smoke", overrides: dict | None = None) -> Config:
+    """Config = defaults <- profile's `config:` <- overrides."""
+    raw = read_profile(name_or_path)
+    cfg = Config.from_dict(raw.get("config") or {})
+    cfg.profile = Path(name_or_path).stem if str(name_or_path).endswith((".yaml", ".yml")) else str(name_or_path)
+    return cfg.updated(overrides)
+
+
+def notebook_parameters(name_or_path: str | Path, notebook: str) -> dict[str, Any]:
+    """Parameters papermill injects into `notebook` (its stem, e.g. '03_training') for a profile."""
+    nbs = read_profile(name_or_path).get("notebooks") or {}
+    params = {k: v for k, v in nbs.items() if not isinstance(v, dict)}
+    params.update(nbs.get(notebook) or {})
+    return params
