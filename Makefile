@@ -1,0 +1,36 @@
+# Two commands a user needs: `make reproduce` and `make test`. Both build .venv first if missing.
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+STAMP  := $(VENV)/.lmexpr-installed
+PROFILE ?= smoke
+
+.PHONY: venv reproduce test bench lab clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r requirements.txt
+	$(VPY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(VPY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lmexpr-nb)" >/dev/null
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# synthetic default data -> preprocessing -> every notebook, headless, into outputs/$(PROFILE)/
+reproduce: $(STAMP)
+	$(VPY) -m lmexpr_nb run --profile $(PROFILE)
+
+test: $(STAMP)
+	$(VPY) -m pytest -q
+
+bench: $(STAMP)
+	$(VPY) -m lmexpr_nb bench preprocess
+	$(VPY) -m lmexpr_nb bench train
+	$(VPY) -m lmexpr_nb bench infer
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf outputs .pytest_cache

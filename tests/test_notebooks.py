@@ -1,0 +1,61 @@
+"""Notebooks are committed clean and papermill-ready; the runner names a failing cell."""
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lmexpr_nb import run
+
+NOTEBOOKS = sorted(run.NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_notebooks_exist_in_order():
+    names = [p.stem for p in NOTEBOOKS]
+    assert names[:2] == ["00_setup", "01_preprocessing"]
+    assert len({n[:2] for n in names}) == len(names), "two notebooks share a number"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_clean_and_parameterised(path):
+    nb = json.loads(path.read_text())
+    nbformat.validate(nbformat.reads(path.read_text(), as_version=4))
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert nb["metadata"]["kernelspec"]["language"] == "python"
+    assert nb["metadata"]["language_info"]["name"] == "python"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip outputs"
+    tagged = [c for c in code if "parameters" in c["metadata"].get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    src = "".join(tagged[0]["source"])
+    for name in ("profile", "out_dir", "dataset", "data_root", "interactive", "metrics_path"):
+        assert f"{name} =" in src, f"parameters cell lacks {name}"
+    assert all(len("".join(c["source"]).splitlines()) <= 15 for c in code), "logic belongs in lmexpr_nb"
+
+
+def _notebook(path: Path, sources):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    cells[0].metadata["tags"] = ["parameters"]
+    nb.cells = cells
+    nbformat.write(nb, str(path))
+
+
+def test_failing_notebook_stops_the_run_and_names_the_cell(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_fine.ipynb", ["profile = 'smoke'", "x = 1"])
+    _notebook(nbs / "01_broken.ipynb", ["steps = 1", "y = 2", "raise ValueError(f'bad steps {steps}')"])
+    _notebook(nbs / "02_after.ipynb", ["profile = 'smoke'", "z = 3"])
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "SYNTHETIC.md").write_text("test tree")
+    with pytest.raises(run.NotebookFailed) as e:
+        run.run_profile("smoke", out=tmp_path / "out", data=data, notebooks_dir=nbs, log=lambda *a: None)
+    msg = str(e.value)
+    assert "01_broken" in msg and "code cell 3" in msg and "ValueError: bad steps 1" in msg
+    summary = json.loads((tmp_path / "out" / "run.json").read_text())
+    status = {n["notebook"]: n["status"] for n in summary["notebooks"]}
+    assert status == {"00_fine": "ok", "01_broken": "failed", "02_after": "not run"}
