@@ -127,3 +127,55 @@ def expression_grid(cache, per_class: int = 4, footer: str | None = None, seed: 
         lms.append([cache.landmarks[i] for i in pick])
         titles.append(f"{name} (n={idx.size})")
     return image_grid(rows, row_titles=titles, landmarks=lms, footer=footer)
+
+
+def loss_curves(csv_path: str | Path, footer: str | None = None, smooth: int = 5):
+    """Loss terms over steps from train's losses.csv (moving average of `smooth` log rows)."""
+    import csv
+    import matplotlib.pyplot as plt
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{csv_path} has no rows yet: train first")
+    steps = np.array([float(r["step"]) for r in rows])
+    terms = [k for k in rows[0] if k not in ("step", "lr", "seconds", "time")]
+    groups = [[t for t in terms if t.startswith("d_")], [t for t in terms if not t.startswith("d_")]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    for ax, group, title in zip(axes, groups, ("discriminators", "generator")):
+        for t in group:
+            y = np.array([float(r[t]) for r in rows])
+            k = max(1, min(smooth, len(y)))
+            ax.plot(steps[k - 1:], np.convolve(y, np.ones(k) / k, mode="valid"), label=t)
+        ax.set_title(title), ax.set_xlabel("step"), ax.legend(fontsize=7)
+    if footer:
+        fig.text(0.5, 0.005, footer, ha="center", va="bottom", fontsize=7, color="#555555")
+    fig.tight_layout(rect=(0, 0.04 if footer else 0, 1, 1))
+    return fig
+
+
+def mask_figure(source, target, generated, masks, footer: str | None = None):
+    """The masks M_t (Eq. 1) of every migration unit block for one example, channel-averaged."""
+    import matplotlib.pyplot as plt
+    n = len(masks)
+    fig, axes = plt.subplots(1, 3 + n, figsize=(1.7 * (3 + n), 2.2))
+    for ax, img, title in zip(axes, (source, target, generated), ("source", "target", "generated")):
+        ax.imshow(to_uint8(img)), ax.set_title(title, fontsize=8)
+    for t, (ax, m) in enumerate(zip(axes[3:], masks), start=1):
+        m = m.detach().float().cpu().numpy() if hasattr(m, "detach") else np.asarray(m)
+        ax.imshow(m.reshape(-1, *m.shape[-2:]).mean(0), cmap="magma", vmin=0, vmax=1)
+        ax.set_title(f"M_{t}", fontsize=8)
+    for ax in axes:
+        ax.set_xticks([]), ax.set_yticks([])
+    if footer:
+        fig.text(0.5, 0.005, footer, ha="center", va="bottom", fontsize=7, color="#555555")
+    fig.tight_layout(rect=(0, 0.06 if footer else 0, 1, 1))
+    return fig
+
+
+def show_image(path: str | Path):
+    """Display a saved PNG inline in Jupyter (its path elsewhere)."""
+    try:
+        from IPython.display import Image, display
+        display(Image(filename=str(path)))
+    except ImportError:
+        print(path)
