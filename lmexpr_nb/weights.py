@@ -26,6 +26,8 @@ class WeightSpec:
     what: str
     url: str | None = None
     sha256_prefix: str | None = None  # torch hub convention: the hash prefix in the file name
+    hash_user_files: bool = False     # also check a file the user names (FID: numbers comparable only
+                                      # with the exact weights); else only files under the canonical name
 
 
 SPECS: dict[str, WeightSpec] = {
@@ -34,7 +36,7 @@ SPECS: dict[str, WeightSpec] = {
     "inception-fid": WeightSpec("pt_inception-2015-12-05-6726825d.pth",
                                 "FID Inception-v3 weights (pytorch-fid, ported from TensorFlow's 2015-12-05 graph)",
                                 "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-                                "pt_inception-2015-12-05-6726825d.pth", "6726825d"),
+                                "pt_inception-2015-12-05-6726825d.pth", "6726825d", hash_user_files=True),
     "lightcnn29v2": WeightSpec("LightCNN_29Layers_V2_checkpoint.pth.tar",
                                "Light CNN-29 v2 face recogniser (AlfredXiangWu/LightCNN release)"),
     "vggface": WeightSpec("vgg_face_dag.pth", "VGG-Face (Parkhi et al. 2015) converted to PyTorch (vgg_face_dag)",
@@ -66,7 +68,7 @@ def locate(name: str, user_path: str | os.PathLike | None = None, download: bool
         p = Path(user_path).expanduser()
         cand = p / spec.filename if p.is_dir() else p
         if cand.is_file():
-            return _checked(cand, spec)
+            return _checked(cand, spec) if (spec.hash_user_files or cand.name == spec.filename) else cand
         raise MissingWeightsError(f"{spec.what}: {cand} does not exist (the config points there); "
                                   f"put {spec.filename} there or fix the path")
     for d in search_dirs():

@@ -16,3 +16,13 @@ def _seed_everything():
         torch.manual_seed(0)
     except ImportError:
         pass
+
+
+def pytest_configure(config):
+    # one intra-op thread: on a 2-core machine shared by other processes, torch's spinning
+    # threads make small CPU convolutions 2-10x slower than a single thread
+    try:
+        import torch
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
