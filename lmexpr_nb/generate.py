@@ -59,8 +59,8 @@ def synthesize(G, source_images, source_landmarks, target_landmarks, target_labe
     n = src.shape[0]
     if src.shape[-1] != cfg.image_size:
         raise ValueError(f"images are {src.shape[-1]} px but the model expects {cfg.image_size} px")
-    s_lm = torch.as_tensor(np.ascontiguousarray(source_landmarks), dtype=torch.float32)
-    t_lm = torch.as_tensor(np.ascontiguousarray(target_landmarks), dtype=torch.float32)
+    s_lm = torch.from_numpy(np.array(source_landmarks, dtype=np.float32))
+    t_lm = torch.from_numpy(np.array(target_landmarks, dtype=np.float32))
     if t_lm.dim() == 2:
         t_lm = t_lm.unsqueeze(0).expand(n, -1, -1)
     labels = label_tensor(target_labels, n)
