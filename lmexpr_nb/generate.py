@@ -107,3 +107,16 @@ def synthesize_pairs(G, cache, src_idx, tgt_idx, cfg: ModelConfig, **kw) -> np.n
     """Generated images for cache index pairs: target landmarks and label from the target frame."""
     return synthesize(G, cache.images[src_idx], cache.landmarks[src_idx], cache.landmarks[tgt_idx],
                       np.asarray(cache.labels)[tgt_idx], cfg, **kw)
+
+
+def example_pair(cache, split: str = "val", source_label: int = 0, seed: int = 0) -> tuple[int, int]:
+    """One illustrative same-subject pair: a `source_label` (neutral) frame -> a peak frame of another
+    expression, from the first subject of `split` that has both (seeded choice among targets)."""
+    labels, subjects, split_arr = np.asarray(cache.labels), np.asarray(cache.subjects), np.asarray(cache.split)
+    for s in sorted(set(subjects[split_arr == split])):
+        mine = (subjects == s) & (split_arr == split)
+        src = np.flatnonzero(mine & (labels == source_label))
+        tgt = np.flatnonzero(mine & (labels != source_label))
+        if src.size and tgt.size:
+            return int(src[0]), int(np.random.default_rng(seed).choice(tgt))
+    raise ValueError(f"no {split} subject has both a {source_label} frame and another expression")

@@ -426,3 +426,18 @@ def count_flops(cfg: ModelConfig, batch: int = 1) -> dict[str, int]:
                 fn()
             out[name] = counter.get_total_flops()
     return out
+
+
+def size_summary(configs: dict[str, ModelConfig]) -> list[dict]:
+    """Parameter counts and forward GFLOP per image of G and both Ds, one row per named config."""
+    rows = []
+    for name, cfg in configs.items():
+        g = Generator(cfg)
+        d_image, d_geometry = build_discriminators(cfg)
+        flops = count_flops(cfg)
+        rows.append({"config": name, "G params (M)": round(count_params(g) / 1e6, 3),
+                     "D_image params (M)": round(count_params(d_image) / 1e6, 3),
+                     "D_geometry params (M)": round(count_params(d_geometry) / 1e6, 3),
+                     "G GFLOP/img": round(flops["generator"] / 1e9, 2),
+                     "D GFLOP/img (both)": round((flops["d_image"] + flops["d_geometry"]) / 1e9, 2)})
+    return rows

@@ -91,6 +91,26 @@ class NotebookContext:
         p.update(more)
         return p
 
+    @property
+    def checkpoint(self) -> Path:
+        return self.train_dir / "checkpoints" / "last.pt"
+
+    def generator(self, checkpoint: str | Path | None = None, allow_untrained: bool = False):
+        """(generator in eval mode, trained?) from `checkpoint` or this run's last one. Without one,
+        a seeded untrained generator of the profile's config when allow_untrained, else an error
+        that says to run 03_training first."""
+        path = Path(checkpoint) if checkpoint else self.checkpoint
+        if path.is_file():
+            from .checkpoint import load_generator
+            G, _ = load_generator(path, device="auto")
+            return G, True
+        if not allow_untrained:
+            raise FileNotFoundError(f"no trained model at {path}: run 03_training (or give a checkpoint)")
+        import torch
+        from .nets import build_generator
+        torch.manual_seed(self.cfg.train.seed)
+        return build_generator(self.cfg.model).eval(), False
+
     def save_metrics(self, name: str, values: dict) -> dict:
         """Record numbers under `name` in this notebook's metrics JSON (merged, written atomically)."""
         if self.metrics_path is None:
