@@ -1,0 +1,129 @@
+"""Landmark error of generated faces: does the output follow the target geometry?
+
+dlib's 68 landmarks are re-detected on each generated image and compared with the target
+landmarks the generator was given:
+
+    NME_i = mean_k |p_ik - t_ik| / |t_i,36 - t_i,45|
+
+(inter-ocular normalisation by the target's outer eye corners, points 36 and 45, 0-based).
+Images where no face is found are never dropped silently: their error is NaN, they are
+counted (`n_missing`), and the mean is over the others.
+
+Detection uses lmexpr_nb.landmarks.LandmarkDetector (the kit's preprocessing detector) when
+that module is importable, else dlib directly (HOG detector, upsampling 0 then 1, among
+several faces the one overlapping the target landmarks' box most, 68-point predictor);
+`LandmarkErrorResult.detector` says which.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+OUTER_EYE_CORNERS = (36, 45)
+
+
+@dataclass
+class LandmarkErrorResult:
+    mean: float                 # mean NME over images where a face was found (NaN if none)
+    errors: np.ndarray = field(repr=False)   # (N,) per-image NME, NaN where no face was found
+    n: int = 0
+    n_missing: int = 0
+    detector: str = ""
+
+
+def normalised_mean_error(pred, target) -> float:
+    """Mean point-to-point distance over the 68 points / target inter-ocular distance."""
+    p, t = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    if p.shape != t.shape or p.shape[-1] != 2:
+        raise ValueError(f"landmark shapes differ or are not (K, 2): {p.shape} vs {t.shape}")
+    iod = np.linalg.norm(t[OUTER_EYE_CORNERS[0]] - t[OUTER_EYE_CORNERS[1]])
+    if iod <= 0:
+        raise ValueError("target inter-ocular distance is 0")
+    return float(np.linalg.norm(p - t, axis=1).mean() / iod)
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / area if area > 0 else 0.0
+
+
+class _DlibDirect:
+    """Fallback detector: dlib HOG face + 68-point shape; locate(img) -> (box, pts68) or None."""
+
+    name = "dlib (direct: HOG, upsample 0 then 1, face on the target box, 68-point predictor)"
+
+    def __init__(self):
+        import dlib
+        from ..envcheck import dlib_model
+        self._det = dlib.get_frontal_face_detector()
+        self._sp = dlib.shape_predictor(str(dlib_model("shape_predictor_68_face_landmarks.dat")))
+
+    def locate(self, image, hint_box=None):
+        """`hint_box` (x0, y0, x1, y1), e.g. the target landmarks' box: among several faces take
+        the one overlapping it most; without a hint, the largest."""
+        for up in (0, 1):
+            rects = list(self._det(image, up))
+            if rects:
+                if hint_box is not None:
+                    r = max(rects, key=lambda r: _iou((r.left(), r.top(), r.right(), r.bottom()), hint_box))
+                else:
+                    r = max(rects, key=lambda r: r.width() * r.height())
+                s = self._sp(image, r)
+                pts = np.array([[s.part(k).x, s.part(k).y] for k in range(68)], dtype=np.float64)
+                return (r.left(), r.top(), r.right(), r.bottom()), pts
+        return None
+
+
+def default_detector():
+    """The kit's LandmarkDetector when available, else dlib directly."""
+    try:
+        from ..landmarks import LandmarkDetector
+    except ImportError:
+        return _DlibDirect()
+    det = LandmarkDetector()
+    if not getattr(det, "name", None):
+        try:
+            det.name = "lmexpr_nb.landmarks.LandmarkDetector"
+        except AttributeError:
+            pass
+    return det
+
+
+def landmark_error(images, target_landmarks, detector=None) -> LandmarkErrorResult:
+    """Re-detect landmarks on `images` (uint8 RGB or [-1,1] floats) and compare with targets."""
+    from .recognisers import _uint8_list
+    ims = _uint8_list(images)
+    tg = np.asarray(target_landmarks, np.float64)
+    if tg.shape != (len(ims), 68, 2):
+        raise ValueError(f"target landmarks must be ({len(ims)}, 68, 2), got {tg.shape}")
+    det = detector if detector is not None else default_detector()
+    errs = np.full(len(ims), np.nan)
+    for i, img in enumerate(ims):
+        if isinstance(det, _DlibDirect):   # several faces: the one on the target landmarks
+            t = tg[i]
+            found = det.locate(img, (t[:, 0].min(), t[:, 1].min(), t[:, 0].max(), t[:, 1].max()))
+        else:
+            found = det.locate(img)
+        if found is None:
+            continue
+        errs[i] = normalised_mean_error(np.asarray(found[1], np.float64)[:, :2], tg[i])
+    ok = np.isfinite(errs)
+    mean = float(errs[ok].mean()) if ok.any() else math.nan
+    return LandmarkErrorResult(mean, errs, len(ims), int((~ok).sum()),
+                               getattr(det, "name", type(det).__name__))
+
+
+def landmark_error_metric(*, fake=None, target_landmarks=None, **_):
+    """Registry entry: inter-ocular NME of re-detected vs target landmarks, with the miss count."""
+    from . import MetricResult, require
+    require(dict(fake=fake, target_landmarks=target_landmarks), "fake", "target_landmarks",
+            metric="landmark_error")
+    r = landmark_error(fake, target_landmarks)
+    std = float(np.nanstd(r.errors)) if r.n > r.n_missing else None
+    return [MetricResult("Landmark NME (inter-ocular)", r.mean, r.n - r.n_missing, std, "fraction",
+                         r.detector, dict(n_images=r.n, n_no_face=r.n_missing))]
