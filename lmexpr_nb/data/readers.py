@@ -1,0 +1,155 @@
+"""Dataset readers: CK+, Oulu-CASIA NIR&VIS and a generic folder tree, each from its own published
+layout (never renamed by the user), each returning `Record`s plus the skips it recorded.
+
+Paper Sec. IV-A: of each sequence (neutral -> peak) the first three frames are used as neutral
+and the last three as the sequence's expression (`DataConfig.first_k`, `last_k`). CK+ keeps
+only the sequences that have an Emotion file (327 of 593).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..config import DataConfig
+from .records import CLASSES, Record, class_index
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
+SYNTHETIC_MARKER = "SYNTHETIC.md"
+
+
+@dataclass
+class ReadResult:
+    records: list[Record]
+    skipped: list[dict] = field(default_factory=list)   # {"path", "reason"}
+    dataset: str = ""
+    synthetic: bool = False
+
+
+def _frame_number(p: Path) -> int:
+    nums = re.findall(r"\d+", p.stem)
+    return int(nums[-1]) if nums else 0
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file()),
+                  key=lambda p: (_frame_number(p), p.name))
+
+
+def first_last(frames: list, first_k: int, last_k: int) -> list[tuple[int, object, bool]]:
+    """(index, frame, is_peak) for the first_k (neutral) and last_k (peak) frames, never overlapping."""
+    n = len(frames)
+    first = list(range(min(first_k, n)))
+    last = list(range(max(len(first), n - last_k), n))
+    return [(i, frames[i], False) for i in first] + [(i, frames[i], True) for i in last]
+
+
+def _need_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise ValueError(f"no {path.name}/ under {path.parent}: is this the {what} root?")
+    return path
+
+
+def read_landmark_file(path: Path) -> np.ndarray | None:
+    """CK+ landmark file: 68 lines of 'x y' floats (e.g. '   2.5100000e+02   2.3400000e+02')."""
+    try:
+        a = np.loadtxt(path, dtype=np.float32, ndmin=2)
+    except (OSError, ValueError):
+        return None
+    return a if a.shape == (68, 2) and np.isfinite(a).all() else None
+
+
+def read_ckplus(root, cfg: DataConfig | None = None) -> ReadResult:
+    """CK+: cohn-kanade-images/S005/001/*.png, Emotion/S005/001/*_emotion.txt, Landmarks/S005/001/*_landmarks.txt."""
+    cfg = cfg or DataConfig()
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"CK+ root {root} does not exist")
+    images = _need_dir(root / "cohn-kanade-images", "CK+")
+    emotions = _need_dir(root / "Emotion", "CK+ (the Emotion/ labels are needed)")
+    synthetic = (root / SYNTHETIC_MARKER).is_file()
+    out = ReadResult([], [], "ckplus", synthetic)
+    for subj in sorted(p for p in images.iterdir() if p.is_dir()):
+        for seq in sorted(p for p in subj.iterdir() if p.is_dir()):
+            emo = sorted((emotions / subj.name / seq.name).glob("*_emotion.txt"))
+            if not emo:
+                out.skipped.append({"path": str(seq), "reason": "no Emotion file (unlabelled sequence)"})
+                continue
+            try:
+                code = float(emo[-1].read_text().split()[0])
+            except (ValueError, IndexError, OSError):
+                out.skipped.append({"path": str(emo[-1]), "reason": "unreadable Emotion file"})
+                continue
+            if code != int(code) or not 1 <= int(code) <= 7:
+                out.skipped.append({"path": str(emo[-1]), "reason": f"Emotion code {code} outside 1..7"})
+                continue
+            frames = _images(seq)
+            for _, p, peak in first_last(frames, cfg.first_k, cfg.last_k):
+                lm = read_landmark_file(root / "Landmarks" / subj.name / seq.name / f"{p.stem}_landmarks.txt")
+                out.records.append(Record("ckplus", subj.name, seq.name, _frame_number(p), p,
+                                          int(code) if peak else 0, lm, synthetic))
+    if not out.records:
+        raise ValueError(f"no labelled CK+ sequences under {root} (none has an Emotion file with frames)")
+    return out
+
+
+OULU_EXPRESSIONS = ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise")
+
+
+def read_oulu(root, cfg: DataConfig | None = None) -> ReadResult:
+    """Oulu-CASIA NIR&VIS: OriginalImg/<VL|NI>/<Strong|Weak|Dark>/P001/<Expression>/000.jpeg."""
+    cfg = cfg or DataConfig()
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"Oulu-CASIA root {root} does not exist")
+    base = _need_dir(root / "OriginalImg", "Oulu-CASIA")
+    base = base / cfg.oulu_camera / cfg.oulu_illumination
+    if not base.is_dir():
+        raise ValueError(f"no {cfg.oulu_camera}/{cfg.oulu_illumination}/ under {root / 'OriginalImg'} "
+                         f"(camera VL|NI, illumination Strong|Weak|Dark)")
+    out = ReadResult([], [], "oulu", (root / SYNTHETIC_MARKER).is_file())
+    for subj in sorted(p for p in base.iterdir() if p.is_dir()):
+        for expr in sorted(p for p in subj.iterdir() if p.is_dir()):
+            try:
+                label = class_index(expr.name)
+            except ValueError:
+                out.skipped.append({"path": str(expr), "reason": f"unknown expression folder {expr.name!r}"})
+                continue
+            for _, p, peak in first_last(_images(expr), cfg.first_k, cfg.last_k):
+                out.records.append(Record("oulu", subj.name, expr.name, _frame_number(p), p, label if peak else 0,
+                                          None, out.synthetic))
+    if not out.records:
+        raise ValueError(f"no Oulu-CASIA sequences under {base}")
+    return out
+
+
+def read_folder(root, cfg: DataConfig | None = None) -> ReadResult:
+    """Generic <root>/<subject>/<expression>/<image>: every image takes its folder's label."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"folder dataset root {root} does not exist")
+    out = ReadResult([], [], "folder", (root / SYNTHETIC_MARKER).is_file())
+    for subj in sorted(p for p in root.iterdir() if p.is_dir()):
+        for expr in sorted(p for p in subj.iterdir() if p.is_dir()):
+            try:
+                label = class_index(expr.name)
+            except ValueError:
+                out.skipped.append({"path": str(expr), "reason": f"unknown expression folder {expr.name!r}"})
+                continue
+            for i, p in enumerate(_images(expr)):
+                out.records.append(Record("folder", subj.name, expr.name, i, p, label, None, out.synthetic))
+    if not out.records:
+        raise ValueError(f"no images under {root} in the layout <subject>/<expression>/<image> "
+                         f"(expressions: {', '.join(CLASSES)})")
+    return out
+
+
+READERS = {"ckplus": read_ckplus, "oulu": read_oulu, "folder": read_folder}
+
+
+def read_dataset(name: str, root, cfg: DataConfig | None = None) -> ReadResult:
+    if name not in READERS:
+        raise ValueError(f"unknown dataset {name!r}; use one of {', '.join(READERS)}")
+    return READERS[name](root, cfg)

@@ -1,0 +1,199 @@
+"""Preprocessing (paper Sec. IV-A): records -> dlib landmarks -> square crops at image_size ->
+a subject-disjoint train/validation split -> the cache (data/cache.py) + a JSON report.
+
+Per sequence, faces are detected once and tracked (landmarks.track_sequence). Where dlib
+finds no face, the dataset's own landmarks are used when it ships them (CK+, the synthetic
+set); otherwise the frame is skipped with its reason. Unreadable, truncated or odd images
+are skips with a reason, never a crash and never a silently wrong sample.
+The cache is reused while the inputs (paths, sizes, mtimes, labels, landmarks) and the
+settings are unchanged; `force` rebuilds it.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .config import DataConfig
+from .data.cache import FaceCache, load_cache, save_cache
+from .data.readers import read_dataset
+from .data.records import CLASSES
+from .io import write_json
+from .landmarks import BadImage, LandmarkDetector, crop_and_resize, crop_box, read_image, track_sequence
+
+
+def cache_key(dataset: str, records, cfg: DataConfig) -> str:
+    h = hashlib.sha256(json.dumps([dataset, asdict(cfg), __version__]).encode())
+    for r in records:
+        try:
+            st = os.stat(r.path)
+            h.update(f"{r.path}|{st.st_size}|{st.st_mtime_ns}|{r.label}".encode())
+        except OSError:
+            h.update(f"{r.path}|missing|{r.label}".encode())
+        if r.landmarks is not None:
+            h.update(np.ascontiguousarray(r.landmarks).tobytes())
+    return h.hexdigest()[:16]
+
+
+def split_subjects(subjects, val_fraction: float, seed: int) -> set[str]:
+    """Validation subjects: round(val_fraction * n), at least 1 when there are >= 2 subjects; seeded."""
+    subjects = sorted(set(subjects))
+    if len(subjects) < 2 or val_fraction <= 0:
+        return set()
+    n_val = min(len(subjects) - 1, max(1, int(round(val_fraction * len(subjects)))))
+    return set(np.random.default_rng(seed).choice(subjects, n_val, replace=False).tolist())
+
+
+def _frames(records, bad: dict):
+    for i, r in enumerate(records):
+        try:
+            yield read_image(r.path)
+        except BadImage as e:
+            bad[i] = str(e)
+            yield None
+
+
+def process_sequence(records, cfg: DataConfig, track: bool = True, detector: LandmarkDetector | None = None):
+    """One sequence's records -> list of (crop uint8 | None, crop landmarks | None, method, skip reason)."""
+    detector = detector or LandmarkDetector(upsample=cfg.detector_upsample)
+    bad: dict[int, str] = {}
+    images = []
+
+    def frames():
+        for k, img in enumerate(_frames(records, bad)):
+            images.append(img)
+            yield img if img is not None else np.zeros((16, 16, 3), np.uint8)
+    out = []
+    for k, (pts, how) in enumerate(track_sequence(detector, frames(), track=track)):
+        r, img = records[k], images[k]
+        if img is None:
+            out.append((None, None, "skipped", bad[k]))
+            continue
+        if pts is None and r.landmarks is not None:
+            pts, how = r.landmarks, "dataset"
+        if pts is None:
+            out.append((None, None, "skipped", "no face found and the dataset has no landmarks"))
+            continue
+        crop, tr = crop_and_resize(img, crop_box(pts, cfg.crop_margin), cfg.image_size)
+        out.append((crop, tr.apply(pts), how, None))
+        images[k] = None  # free the full frame early
+    return out
+
+
+def _worker(args):
+    records, cfg, track = args
+    return process_sequence(records, cfg, track)
+
+
+def preprocess_dataset(dataset: str, root, out_dir, cfg: DataConfig | None = None, workers: int = 1,
+                       progress: bool = True, force: bool = False, track: bool = True) -> dict:
+    """Build (or reuse) `<out_dir>/cache.npz` and `<out_dir>/report.json`; returns the report."""
+    cfg = cfg or DataConfig()
+    t0 = time.perf_counter()
+    read = read_dataset(dataset, root, cfg)
+    out_dir = Path(out_dir)
+    key = cache_key(dataset, read.records, cfg)
+    if not force and (out_dir / "cache.npz").is_file() and (out_dir / "report.json").is_file():
+        try:
+            if load_cache(out_dir).meta.get("cache_key") == key:
+                report = json.loads((out_dir / "report.json").read_text())
+                report["reused"] = True
+                return report
+        except (ValueError, OSError):
+            pass  # unreadable old cache: rebuild
+    seqs = defaultdict(list)
+    for r in read.records:
+        seqs[(r.subject, r.sequence)].append(r)
+    jobs = [(sorted(v, key=lambda r: r.frame), cfg, track) for _, v in sorted(seqs.items())]
+    results = _run(jobs, workers, progress)
+    keep, skips, methods = [], list(read.skipped), Counter()
+    for (recs, _, _), res in zip(jobs, results):
+        for r, (crop, lm, how, reason) in zip(recs, res):
+            if crop is None:
+                skips.append({"path": str(r.path), "reason": reason})
+            else:
+                keep.append((r, crop, lm, how))
+                methods[how] += 1
+    if not keep:
+        raise ValueError(f"no usable frames under {root}: {Counter(s['reason'] for s in skips).most_common(3)}")
+    val = split_subjects([r.subject for r, *_ in keep], cfg.val_fraction, cfg.split_seed)
+    seconds = time.perf_counter() - t0
+    meta = {"dataset": "synthetic" if read.synthetic else dataset, "reader": dataset, "synthetic": read.synthetic,
+            "root": str(Path(root).resolve()), "image_size": cfg.image_size, "data_config": asdict(cfg),
+            "val_subjects": sorted(val), "classes": list(CLASSES), "kit_version": __version__,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"), "cache_key": key}
+    cache = FaceCache(
+        images=np.stack([c for _, c, _, _ in keep]), landmarks=np.stack([lm for *_, lm, _ in keep]).astype(np.float32),
+        labels=np.array([r.label for r, *_ in keep], np.int64), subjects=np.array([r.subject for r, *_ in keep]),
+        sequences=np.array([r.sequence for r, *_ in keep]), frames=np.array([r.frame for r, *_ in keep], np.int64),
+        paths=np.array([str(r.path) for r, *_ in keep]), split=np.array(["val" if r.subject in val else "train"
+                                                                          for r, *_ in keep]),
+        method=np.array([h for *_, h in keep]), meta=meta)
+    save_cache(out_dir / "cache.npz", cache)
+    split = {s: {"subjects": len(set(cache.subjects[cache.split == s])), "frames": int((cache.split == s).sum())}
+             for s in ("train", "val")}
+    report = {"dataset": meta["dataset"], "synthetic": read.synthetic, "root": meta["root"], "reused": False,
+              "records": len(read.records), "frames_kept": len(cache), "frames_by_method": dict(methods),
+              "skipped": len(skips), "skips_by_reason": dict(Counter(s["reason"] for s in skips)),
+              "split": split, "per_class": {CLASSES[k]: int((cache.labels == k).sum()) for k in range(len(CLASSES))},
+              "image_size": cfg.image_size, "workers": workers, "seconds": round(seconds, 2),
+              "frames_per_second": round(len(read.records) / seconds, 1), "cache": str(out_dir / "cache.npz"),
+              "cache_key": key, "skip_examples": skips[:20]}
+    write_json(out_dir / "report.json", report)
+    return report
+
+
+def _run(jobs, workers: int, progress: bool):
+    from tqdm.auto import tqdm
+    bar = tqdm(total=sum(len(j[0]) for j in jobs), unit="frame", disable=not progress, desc="preprocess")
+    results = []
+    if workers <= 1:
+        detector = LandmarkDetector(upsample=jobs[0][1].detector_upsample) if jobs else None
+        for recs, cfg, track in jobs:
+            results.append(process_sequence(recs, cfg, track, detector))
+            bar.update(len(recs))
+    else:  # spawn: safe whatever the parent imported (torch, a Jupyter kernel)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            for (recs, _, _), res in zip(jobs, pool.map(_worker, jobs, chunksize=max(1, len(jobs) // (8 * workers)))):
+                results.append(res)
+                bar.update(len(recs))
+    bar.close()
+    return results
+
+
+def preprocess_main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="lmexpr preprocess", description=(
+        "dlib face detection (once per sequence, then tracked) + 68 landmarks, square crops around the "
+        "landmarks resized to --image-size, pixels kept as uint8 (the loader maps them to [-1, 1]), a "
+        "seeded subject-disjoint train/validation split; writes OUT/cache.npz and OUT/report.json."))
+    ap.add_argument("--dataset", required=True, choices=("ckplus", "oulu", "folder"),
+                    help="layout of --root: ckplus (also the synthetic default), oulu (Oulu-CASIA NIR&VIS), "
+                         "folder (<subject>/<expression>/<image>)")
+    ap.add_argument("--root", required=True, help="dataset root folder, as published")
+    ap.add_argument("--out", required=True, help="cache folder to write")
+    ap.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    ap.add_argument("--image-size", type=int, default=DataConfig.image_size, help="crop size in pixels (default 128)")
+    ap.add_argument("--val-fraction", type=float, default=DataConfig.val_fraction,
+                    help="fraction of subjects for validation (default 0.10)")
+    ap.add_argument("--seed", type=int, default=DataConfig.split_seed, help="split seed (default 0)")
+    ap.add_argument("--force", action="store_true", help="rebuild even if a matching cache exists")
+    a = ap.parse_args(argv)
+    cfg = DataConfig(image_size=a.image_size, val_fraction=a.val_fraction, split_seed=a.seed)
+    try:
+        rep = preprocess_dataset(a.dataset, a.root, a.out, cfg, workers=a.workers, force=a.force)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"lmexpr preprocess: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in rep.items() if k != "skip_examples"}, indent=1))
+    return 0
