@@ -84,9 +84,10 @@ def _shape_to_array(shape) -> np.ndarray:
 
 class LandmarkDetector:
     """dlib HOG detector + 68-point predictor. upsample 0 by default: upsample 1 costs 4x and
-    finds a false second face in skimage's astronaut; `min_score` drops weak detections."""
+    finds a false second face in skimage's astronaut. `min_score` drops weak detections: the
+    false faces seen on shifted copies of the astronaut score 0.00-0.01, real faces > 1."""
 
-    def __init__(self, upsample: int = 0, min_score: float = 0.0, detect_width: int = 640):
+    def __init__(self, upsample: int = 0, min_score: float = 0.1, detect_width: int = 640):
         self.upsample, self.min_score, self.detect_width = upsample, min_score, detect_width
         self.detector, self.predictor = _dlib_models()
 
@@ -128,11 +129,30 @@ def _box_from_relative(rel, ref) -> tuple:
     return (ref[0] + rel[0] * rw, ref[1] + rel[1] * rh, ref[0] + rel[2] * rw, ref[1] + rel[3] * rh)
 
 
-def track_sequence(detector: LandmarkDetector, frames, track: bool = True, max_change: float = 0.2):
+def _face_patch(image: np.ndarray, pts: np.ndarray, n: int = 24) -> np.ndarray | None:
+    """Zero-mean, unit-norm n x n grayscale patch of the landmarks' box (None if degenerate)."""
+    b = np.round(_bbox(pts)).astype(int)
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = max(b[0], 0), max(b[1], 0), min(b[2] + 1, w), min(b[3] + 1, h)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    g = np.asarray(Image.fromarray(image[y0:y1, x0:x1]).convert("L").resize((n, n), Image.BILINEAR), np.float64)
+    g -= g.mean()
+    norm = np.linalg.norm(g)
+    return g / norm if norm > 1e-6 * n else None
+
+
+def track_sequence(detector: LandmarkDetector, frames, track: bool = True, max_change: float = 0.2,
+                   min_similarity: float = 0.5):
     """Landmarks for each frame of one sequence: yields (pts or None, how) with how in
     {"detected", "tracked", "none"}. `frames` yields (H, W, 3) uint8 arrays. track=False
-    detects on every frame (the naive baseline of `bench preprocess`)."""
-    prev, rel = None, None
+    detects on every frame (the naive baseline of `bench preprocess`).
+
+    A tracked shape is accepted only if its box keeps its size and place (within max_change of
+    the face size) and the face still looks like the last accepted one (normalised correlation
+    of 24x24 grayscale patches >= min_similarity); the shape predictor alone would return a
+    plausible shape even on a frame without a face."""
+    prev, rel, patch = None, None, None
     for image in frames:
         pts, how = None, "none"
         if track and prev is not None:
@@ -143,12 +163,14 @@ def track_sequence(detector: LandmarkDetector, frames, track: bool = True, max_c
             h, w = image.shape[:2]
             inside = b[0] > -0.1 * w and b[1] > -0.1 * h and b[2] < 1.1 * w and b[3] < 1.1 * h
             if inside and abs(size_b / size_a - 1) < max_change and moved < max_change:
-                pts, how = cand, "tracked"
+                cand_patch = _face_patch(image, cand)
+                if cand_patch is not None and patch is not None and float((cand_patch * patch).sum()) >= min_similarity:
+                    pts, how, patch = cand, "tracked", cand_patch
         if pts is None:
             found = detector.locate(image)
             if found is not None:
                 box, pts = found
-                rel, how = _box_relative_to(box, _bbox(pts)), "detected"
+                rel, how, patch = _box_relative_to(box, _bbox(pts)), "detected", _face_patch(image, pts)
         prev = pts if pts is not None else prev
         yield pts, how
 
