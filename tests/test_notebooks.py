@@ -31,6 +31,11 @@ def test_notebook_is_clean_and_parameterised(path):
     for name in ("profile", "out_dir", "dataset", "data_root", "interactive", "metrics_path"):
         assert f"{name} =" in src, f"parameters cell lacks {name}"
     assert all(len("".join(c["source"]).splitlines()) <= 15 for c in code), "logic belongs in lmexpr_nb"
+    # papermill must understand every line of the parameters cell (a '=' in a comment breaks it)
+    from papermill.translators import PythonTranslator
+    parsed = {p.name for p in PythonTranslator.inspect(nbformat.v4.new_code_cell(src))}
+    assigned = {line.split("=")[0].strip() for line in src.splitlines() if "=" in line.split("#")[0]}
+    assert assigned == parsed, f"papermill cannot parse: {assigned - parsed}"
 
 
 def _notebook(path: Path, sources):
