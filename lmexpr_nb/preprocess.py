@@ -66,7 +66,8 @@ def _frames(records, bad: dict):
 
 def process_sequence(records, cfg: DataConfig, track: bool = True, detector: LandmarkDetector | None = None):
     """One sequence's records -> list of (crop uint8 | None, crop landmarks | None, method, skip reason)."""
-    detector = detector or LandmarkDetector(upsample=cfg.detector_upsample)
+    # the naive baseline (track=False) is what a plain script does: full-resolution detection per frame
+    detector = detector or LandmarkDetector(upsample=cfg.detector_upsample, detect_width=320 if track else 0)
     bad: dict[int, str] = {}
     images = []
 
@@ -159,7 +160,8 @@ def _run(jobs, workers: int, progress: bool):
     bar = tqdm(total=sum(len(j[0]) for j in jobs), unit="frame", disable=not progress, desc="preprocess")
     results = []
     if workers <= 1:
-        detector = LandmarkDetector(upsample=jobs[0][1].detector_upsample) if jobs else None
+        detector = LandmarkDetector(upsample=jobs[0][1].detector_upsample, detect_width=320 if jobs[0][2] else 0) \
+            if jobs else None
         for recs, cfg, track in jobs:
             results.append(process_sequence(recs, cfg, track, detector))
             bar.update(len(recs))
