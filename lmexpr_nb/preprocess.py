@@ -194,8 +194,11 @@ def preprocess_main(argv: list[str] | None = None) -> int:
     cfg = DataConfig(image_size=a.image_size, val_fraction=a.val_fraction, split_seed=a.seed)
     try:
         rep = preprocess_dataset(a.dataset, a.root, a.out, cfg, workers=a.workers, force=a.force)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:
         print(f"lmexpr preprocess: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("lmexpr preprocess: interrupted; the previous cache (if any) is intact", file=sys.stderr)
+        return 130
     print(json.dumps({k: v for k, v in rep.items() if k != "skip_examples"}, indent=1))
     return 0

@@ -228,3 +228,19 @@ def test_cli_one_line_error(tmp_path):
                         "--root", str(tmp_path), "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().count("\n") == 0 and "cohn-kanade-images" in r.stderr
+
+
+def test_12bit_data_in_16bit_file_is_not_darkened(tmp_path):
+    a12 = (_frame(gray=True).astype(np.uint16) * 16)          # 12-bit values, max 4080
+    Image.fromarray(a12).save(tmp_path / "t.png")
+    np.testing.assert_allclose(read_image(tmp_path / "t.png").astype(int), np.repeat(_frame(gray=True)[..., None], 3, -1),
+                               atol=1)
+
+
+def test_rgba_and_uint16_arrays_work_in_the_detector():
+    det = LandmarkDetector()
+    rgba = np.concatenate([ASTRO, np.full(ASTRO.shape[:2] + (1,), 255, np.uint8)], -1)
+    assert det.locate(rgba) is not None
+    assert det.locate(ASTRO.astype(np.uint16) * 257) is not None
+    crop, _ = crop_and_resize(rgba, (100, 50, 200), 32)
+    assert crop.shape == (32, 32, 3)

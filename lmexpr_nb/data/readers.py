@@ -68,7 +68,9 @@ def read_ckplus(root, cfg: DataConfig | None = None) -> ReadResult:
     if not root.is_dir():
         raise ValueError(f"CK+ root {root} does not exist")
     images = _need_dir(root / "cohn-kanade-images", "CK+")
-    emotions = _need_dir(root / "Emotion", "CK+ (the Emotion/ labels are needed)")
+    if not (root / "Emotion").is_dir():
+        raise ValueError(f"no Emotion/ under {root}: CK+'s labels are needed (Emotion/S005/001/*_emotion.txt)")
+    emotions = root / "Emotion"
     synthetic = (root / SYNTHETIC_MARKER).is_file()
     out = ReadResult([], [], "ckplus", synthetic)
     for subj in sorted(p for p in images.iterdir() if p.is_dir()):
