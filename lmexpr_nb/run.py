@@ -44,9 +44,11 @@ def synthetic_root(profile: str | Path) -> Path:
 
 
 def ensure_synthetic(profile: str | Path, log=print) -> Path:
-    from .data.synthetic import write_synthetic_ckplus
+    """The profile's synthetic set, generated if missing or made by another generator version."""
+    from .data.synthetic import GENERATOR_VERSION, MARKER, write_synthetic_ckplus
     root = synthetic_root(profile)
-    if (root / "SYNTHETIC.md").is_file():
+    marker = root / MARKER
+    if marker.is_file() and f"generator version: {GENERATOR_VERSION}\n" in marker.read_text():
         return root
     s = read_profile(profile).get("synth") or {}
     log(f"generating the synthetic default dataset into {root} ...")

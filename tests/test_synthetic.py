@@ -285,3 +285,34 @@ def test_dlib_finds_the_faces(tree):
                 errors.append(np.linalg.norm(p - lm, axis=1).mean() / np.linalg.norm(lm[45] - lm[36]))
     assert found >= 0.8 * n, f"dlib found exactly one face in {found}/{n} frames"
     assert np.mean(errors) < 0.10, np.mean(errors)
+
+
+# --------------------------------------------------------------------------- the mean shape
+def test_mean_shape_is_built_from_face_proportions():
+    m, p = S.MEAN_SHAPE, S.FaceProportions()
+    assert m.shape == (68, 2)
+    np.testing.assert_allclose(m.min(0) + m.max(0), 0, atol=1e-12)        # centred on its box
+    np.testing.assert_allclose(m[16, 0] - m[0, 0], p.face_width)
+    # mirror-symmetric: each point has its iBUG partner on the other side
+    mirror = np.r_[16:-1:-1, 26:16:-1, 27:31, 35:30:-1, [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40],
+                   54:47:-1, 59:54:-1, 64:59:-1, 67:64:-1]
+    np.testing.assert_allclose(m[mirror] * [-1, 1], m, atol=1e-12)
+    # proportions: eye centres 0.4 of the width apart, facial thirds, eyes at the jaw ends
+    iod = m[42:48].mean(0)[0] - m[36:42].mean(0)[0]
+    assert abs(iod / p.face_width - 0.4) < 1e-9
+    brows, chin = m[17:27, 1].mean(), m[8, 1]
+    assert abs((m[33, 1] - brows) / (chin - brows) - 0.5) < 1e-9
+    assert abs(((m[62, 1] + m[66, 1]) / 2 - m[33, 1]) / (chin - m[33, 1]) - 1 / 3) < 1e-9
+    assert abs(m[36:48, 1].mean() - m[[0, 16], 1].mean()) < 0.02
+    # order and layout of the features, top to bottom
+    assert (np.diff(m[0:9, 1]) > 0).all() and (np.diff(m[8:17, 1]) < 0).all()          # a U
+    assert m[17:27, 1].max() < m[36:48, 1].min() and m[36:48, 1].max() < m[30, 1] < m[33, 1]
+    assert m[31:36, 1].max() < m[48:68, 1].min() and m[48:68, 1].max() < chin
+    for eye in (S.R_EYE, S.L_EYE):
+        e = m[eye]
+        assert e[0, 0] < e[1, 0] < e[2, 0] < e[3, 0] and e[3, 0] > e[4, 0] > e[5, 0] > e[0, 0]
+        assert (e[[1, 2], 1] < e[[0, 3], 1].min()).all() and (e[[4, 5], 1] > e[[0, 3], 1].max()).all()
+    assert m[48, 0] < m[60, 0] < m[64, 0] < m[54, 0] and m[51, 1] < m[62, 1] < m[66, 1] < m[57, 1]
+    # readable: a proportion changes the shape the way its name says
+    wide = S.mean_shape(S.FaceProportions(mouth_width=0.40))
+    np.testing.assert_allclose(wide[54, 0] - wide[48, 0], 0.40)
