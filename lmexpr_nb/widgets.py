@@ -1,0 +1,463 @@
+"""The expression explorer (ipywidgets) and its static counterparts for papermill.
+
+Everything the explorer does is a plain function of an `ExplorerState`, so tests (and
+scripts) call exactly what the sliders call:
+
+    state = ExplorerState.from_source(G, model_cfg, expressions, source_from_cache(cache, i))
+    out = render(state)              # {"source", "source_landmarks", "target_landmarks",
+                                     #  "label", "generated", "panel"}
+    save_image(state, "face.png")    # the generated face (and "face_panel.png", the 3-panel view)
+    save_gif(state, "anim.gif", 12)  # neutral -> peak of the current choice, 12 frames (Pillow)
+
+Target of a state (see `state_target`): without a donor, the source's own landmarks moved by
+intensity x the mean displacement of the chosen expression (expressions.target_landmarks);
+with a donor (another identity of the cache), the donor's neutral shape aligned to the source's
+face, moved toward the donor's own frame of that expression by the intensity (the donor's
+mean displacement when the cache has no such frame of the donor): cross-identity transfer,
+paper Fig. 8. Region sliders (mouth, smile, brow, eyes) then edit the landmarks directly, and
+the label planes get the soft label (1-i) onehot(source) + i onehot(target).
+
+`ExpressionExplorer` only wires widgets to these functions; its sliders use
+continuous_update=False, so dragging does not queue generator runs. Under papermill
+(interactive=False) notebook 09 uses `expression_intensity_grid` and `save_gif` instead.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import expressions as ex
+from .data.records import CLASSES
+from .generate import synthesize
+
+REGIONS = ("mouth", "smile", "brow", "eyes")
+
+
+# --------------------------------------------------------------------------------------
+# Sources and donors
+
+@dataclass
+class Source:
+    """A face to edit: a crop of the model's size, its 68 landmarks (crop pixels), its label."""
+    image: np.ndarray
+    landmarks: np.ndarray
+    label: int = 0
+    name: str = "source"
+    subject: str | None = None
+
+
+def source_from_cache(cache, index: int) -> Source:
+    i = int(index)
+    label = int(np.asarray(cache.labels)[i])
+    subject = str(np.asarray(cache.subjects)[i])
+    return Source(np.asarray(cache.images[i]), np.asarray(cache.landmarks[i], dtype=np.float64), label,
+                  f"{subject} · {CLASSES[label]} · #{i}", subject)
+
+
+def source_from_photo(image, image_size: int, margin: float | None = None, detector=None) -> Source:
+    """An uploaded photo (uint8 array, or the bytes of a PNG/JPEG): dlib finds the face and its
+    landmarks, cropped as in preprocessing (infer.prepare_face). Raises infer.NoFaceError."""
+    from .infer import prepare_face, read_image
+    face = prepare_face(read_image(image), image_size, margin=margin, detector=detector)
+    return Source(face.crop, face.landmarks, 0, "uploaded photo", None)
+
+
+def source_choices(cache, split: str = "val") -> list[tuple[str, int]]:
+    """(name, cache index) of the split's frames, neutral frames first, then by subject."""
+    labels, subjects = np.asarray(cache.labels), np.asarray(cache.subjects).astype(str)
+    idx = np.flatnonzero(np.asarray(cache.split).astype(str) == split) if split else np.arange(len(labels))
+    idx = sorted(idx, key=lambda i: (labels[i] != 0, subjects[i], i))
+    return [(f"{subjects[i]} · {CLASSES[labels[i]]} · #{i}", int(i)) for i in idx]
+
+
+def pick_source(cache, split: str = "val", index: int | None = None) -> Source:
+    """`index` (a cache row), else the split's first neutral frame (else its first frame)."""
+    if index is not None:
+        return source_from_cache(cache, index)
+    choices = source_choices(cache, split)
+    if not choices:
+        raise ValueError(f"no {split} frames in the cache")
+    return source_from_cache(cache, choices[0][1])
+
+
+def donor_shapes(cache, model: ex.ExpressionModel, split: str | None = None) -> dict[str, dict[int, np.ndarray]]:
+    """subject -> {class: landmarks of that subject's most expressive frame of the class}; for
+    neutral (0) the frame nearest the subject's mean neutral shape. Distances are measured in
+    the reference frame, so pose does not count."""
+    lms = np.asarray(cache.landmarks, dtype=np.float64)
+    labels, subjects = np.asarray(cache.labels).astype(int), np.asarray(cache.subjects).astype(str)
+    keep = np.ones(len(labels), bool) if split is None else np.asarray(cache.split).astype(str) == split
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for s in sorted(set(subjects[keep])):
+        mine = np.flatnonzero(keep & (subjects == s))
+        norm = np.stack([model.to_reference(lms[i]).apply(lms[i]) for i in mine])
+        neutral = labels[mine] == 0
+        base = norm[neutral].mean(0) if neutral.any() else None
+        shapes = {}
+        for k in sorted(set(labels[mine])):
+            rows = np.flatnonzero(labels[mine] == k)
+            if base is None:
+                pick = rows[-1]
+            else:
+                dist = np.linalg.norm((norm[rows] - base).reshape(len(rows), -1), axis=1)
+                pick = rows[np.argmin(dist)] if k == 0 else rows[np.argmax(dist)]
+            shapes[int(k)] = lms[mine[pick]]
+        out[s] = shapes
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# State and rendering: the explorer's callbacks
+
+@dataclass
+class ExplorerState:
+    generator: object
+    model_cfg: object                      # config.ModelConfig of the generator
+    expressions: ex.ExpressionModel
+    source: Source
+    expression: str = "happy"
+    intensity: float = 1.0
+    donor: str | None = None               # a key of `donors`, or None
+    donors: dict = field(default_factory=dict, repr=False)
+    mouth: float = 0.0
+    smile: float = 0.0
+    brow: float = 0.0
+    eyes: float = 0.0
+    device: object = None
+
+    @classmethod
+    def from_source(cls, generator, model_cfg, expressions, source: Source, **choices) -> "ExplorerState":
+        if "expression" not in choices:
+            avail = [c for c in expressions.available() if c != "neutral"]
+            choices["expression"] = "happy" if "happy" in avail else (avail[0] if avail else "neutral")
+        return cls(generator, model_cfg, expressions, source, **choices)
+
+    def replace(self, **changes) -> "ExplorerState":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def regions(self) -> dict[str, float]:
+        return {r: float(getattr(self, r)) for r in REGIONS}
+
+
+def state_target(state: ExplorerState) -> tuple[np.ndarray, np.ndarray]:
+    """(target landmarks (68,2) in crop pixels, soft label (K,)) for the state's choices."""
+    k = ex.as_class(state.expression)
+    i = float(state.intensity)
+    src = np.asarray(state.source.landmarks, dtype=np.float64)
+    if state.donor not in (None, "", "none"):
+        shapes = state.donors[state.donor]
+        base = ex.align_donor(src, shapes[0]) if 0 in shapes else src
+        if k in shapes:
+            peak = ex.align_donor(src, shapes[k])
+        else:
+            peak = base + state.expressions.displacement(k, base)
+        lm = base + i * (peak - base) if i else base.copy()
+    else:
+        lm = ex.target_landmarks(src, k, i, state.expressions, state.source.label)
+    lm = ex.edit_regions(lm, **state.regions)
+    n = state.model_cfg.num_classes
+    return lm, ex.blend_label(state.source.label, k, i, n)
+
+
+def generate_states(states: list[ExplorerState], batch_size: int = 16) -> tuple[np.ndarray, list, list]:
+    """Generated faces (N,S,S,3) uint8 for states sharing one generator; plus their targets."""
+    s0 = states[0]
+    targets = [state_target(s) for s in states]
+    imgs = synthesize(s0.generator, np.stack([s.source.image for s in states]),
+                      np.stack([s.source.landmarks for s in states]), np.stack([t[0] for t in targets]),
+                      np.stack([t[1] for t in targets]), s0.model_cfg, batch_size=batch_size,
+                      device=_device(s0))
+    return imgs, [t[0] for t in targets], [t[1] for t in targets]
+
+
+def render(state: ExplorerState, scale: int | None = None) -> dict:
+    """What the view shows: source (+ its landmarks), edited target landmarks, generated face,
+    the soft label, and `panel`, the three side by side as one uint8 image."""
+    imgs, lms, labels = generate_states([state])
+    out = {"source": state.source.image, "source_landmarks": np.asarray(state.source.landmarks),
+           "target_landmarks": lms[0], "label": labels[0], "generated": imgs[0]}
+    out["panel"] = panel_image(out, scale)
+    return out
+
+
+def save_image(state: ExplorerState, path, panel: bool = True) -> list[Path]:
+    """Write the generated face to `path` (PNG), and the 3-panel view beside it (<stem>_panel.png)."""
+    from PIL import Image
+    out = render(state)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(out["generated"]).save(path)
+    written = [path]
+    if panel:
+        p = path.with_name(f"{path.stem}_panel{path.suffix or '.png'}")
+        Image.fromarray(out["panel"]).save(p)
+        written.append(p)
+    return written
+
+
+def animation_states(state: ExplorerState, frames: int) -> list[ExplorerState]:
+    """Neutral -> peak of the current choice: intensity and region sliders scaled by t in [0, 1]."""
+    if frames < 2:
+        raise ValueError(f"an animation needs at least 2 frames, got {frames}")
+    ts = np.linspace(0.0, 1.0, frames)
+    return [state.replace(intensity=float(t) * state.intensity,
+                          **{r: float(t) * v for r, v in state.regions.items()}) for t in ts]
+
+
+def animation_frames(state: ExplorerState, frames: int = 12, scale: int | None = None,
+                     caption: str | None = None) -> list:
+    """The GIF's frames as uint8 arrays: the generated face (upscaled), an intensity bar under it
+    (so no two frames are identical: GIF writers merge identical frames), optional caption."""
+    states = animation_states(state, frames)
+    imgs, _, _ = generate_states(states)
+    scale = scale or max(1, 256 // imgs.shape[1])
+    out = []
+    for t, img in zip(np.linspace(0, 1, frames), imgs):
+        out.append(_gif_frame(img, t, scale, caption or f"{CLASSES[ex.as_class(state.expression)]}"))
+    return out
+
+
+def save_gif(state: ExplorerState, path, frames: int = 12, duration_ms: int = 90, scale: int | None = None,
+             caption: str | None = None, hold_last: int = 0) -> Path:
+    """Write the neutral-to-peak animation of the state's current choice as a looping GIF with
+    exactly `frames` frames (+ `hold_last` extra copies' duration on the last frame)."""
+    from PIL import Image
+    pics = [Image.fromarray(f) for f in animation_frames(state, frames, scale, caption)]
+    durations = [duration_ms] * (len(pics) - 1) + [duration_ms * (1 + hold_last)]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from .io import atomic_path
+    with atomic_path(path) as tmp:
+        pics[0].save(tmp, format="GIF", save_all=True, append_images=pics[1:], duration=durations, loop=0,
+                     optimize=False, disposal=1)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# Static figure for papermill
+
+def expression_intensity_grid(generator, model_cfg, source: Source, expressions: ex.ExpressionModel,
+                              classes: list[str] | None = None, intensities=(0.0, 0.25, 0.5, 0.75, 1.0),
+                              footer: str | None = None, show_landmarks: bool = True, device=None):
+    """Rows: expressions (those the training set showed), columns: intensities; each cell the
+    generated face for that (expression, intensity), target landmarks dotted on it."""
+    from .viz import image_grid
+    classes = classes or [c for c in expressions.available() if c != "neutral"]
+    base = ExplorerState(generator, model_cfg, expressions, source, device=device)
+    states = [base.replace(expression=c, intensity=float(i)) for c in classes for i in intensities]
+    imgs, lms, _ = generate_states(states)
+    n = len(intensities)
+    rows = [[source.image] + list(imgs[r * n:(r + 1) * n]) for r in range(len(classes))]
+    marks = [[source.landmarks] + lms[r * n:(r + 1) * n] for r in range(len(classes))] if show_landmarks else None
+    return image_grid(rows, row_titles=classes, col_titles=["source"] + [f"intensity {i:g}" for i in intensities],
+                      landmarks=marks, footer=footer)
+
+
+# --------------------------------------------------------------------------------------
+# Pictures (PIL; fast enough to redraw on every slider change)
+
+def draw_landmarks(image, landmarks, color=(0, 255, 102), scale: int = 1, under=None, radius: float = 1.2):
+    """The image upscaled by `scale` with landmark dots (and `under` dots in grey first)."""
+    from PIL import Image, ImageDraw
+    im = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    if scale != 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.BILINEAR)
+    d = ImageDraw.Draw(im)
+    r = radius * max(1.0, scale / 2)
+    for pts, col in ((under, (150, 150, 150)), (landmarks, color)):
+        if pts is None:
+            continue
+        for x, y in (np.asarray(pts, dtype=np.float64) + 0.5) * scale:
+            d.ellipse([x - r, y - r, x + r, y + r], fill=col)
+    return np.asarray(im)
+
+
+def panel_image(out: dict, scale: int | None = None) -> np.ndarray:
+    """source+landmarks | target landmarks (green) over the source's (grey) | generated."""
+    s = out["source"].shape[0]
+    scale = scale or max(1, 256 // s)
+    left = draw_landmarks(out["source"], out["source_landmarks"], scale=scale)
+    dim = (np.asarray(out["source"], np.float32) * 0.35).astype(np.uint8)
+    mid = draw_landmarks(dim, out["target_landmarks"], scale=scale, under=out["source_landmarks"])
+    right = draw_landmarks(out["generated"], None, scale=scale)
+    gap = np.full((left.shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([left, gap, mid, gap, right], axis=1)
+
+
+def _gif_frame(img, t: float, scale: int, caption: str) -> np.ndarray:
+    from PIL import Image, ImageDraw
+    s = img.shape[0] * scale
+    bar = max(3, s // 40)
+    text_h = 12
+    canvas = Image.new("RGB", (s, s + bar + text_h), (255, 255, 255))
+    canvas.paste(Image.fromarray(img).resize((s, s), Image.BILINEAR), (0, 0))
+    d = ImageDraw.Draw(canvas)
+    d.rectangle([0, s, s - 1, s + bar - 1], fill=(220, 220, 220))
+    d.rectangle([0, s, int(round(t * (s - 1))), s + bar - 1], fill=(40, 160, 90))
+    d.text((2, s + bar), f"{caption} {t:.2f}", fill=(60, 60, 60))
+    return np.asarray(canvas)
+
+
+def png_bytes(image) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _device(state):
+    if state.device is not None:
+        return state.device
+    p = next(iter(state.generator.parameters()), None) if hasattr(state.generator, "parameters") else None
+    return p.device if p is not None else "cpu"
+
+
+# --------------------------------------------------------------------------------------
+# The widget: wiring only
+
+class ExpressionExplorer:
+    """ipywidgets explorer over a cache's faces (see the module doc). Every control's callback
+    updates `self.state` and calls `refresh()`, which calls `render(self.state)`; `last` holds
+    the latest render. Works headless: constructing it needs no browser."""
+
+    def __init__(self, generator, model_cfg, cache, expressions: ex.ExpressionModel, split: str = "val",
+                 out_dir: str | Path = ".", data_cfg=None, device=None, detector=None, source_index=None):
+        import ipywidgets as W
+        self.cache, self.out_dir, self.data_cfg, self.detector = cache, Path(out_dir), data_cfg, detector
+        self.donors = donor_shapes(cache, expressions)
+        self.sources = source_choices(cache, split) or source_choices(cache, None)
+        src = source_from_cache(cache, self.sources[0][1] if source_index is None else source_index)
+        self.state = ExplorerState.from_source(generator, model_cfg, expressions, src, donors=self.donors,
+                                               device=device)
+        self.last: dict | None = None
+        self._muted = None
+        self.saved: list[Path] = []
+        slider = dict(continuous_update=False, readout_format=".2f", style={"description_width": "90px"})
+        self.controls = {
+            "source": W.Dropdown(options=self.sources, value=self.sources[0][1] if source_index is None
+                                 else int(source_index), description="source"),
+            "upload": W.FileUpload(accept="image/*", multiple=False, description="your photo"),
+            "source_label": W.Dropdown(options=[(c, k) for k, c in enumerate(CLASSES)], value=src.label,
+                                       description="source is"),
+            "expression": W.Dropdown(options=[c for c in expressions.available()], value=self.state.expression,
+                                     description="expression"),
+            "intensity": W.FloatSlider(value=self.state.intensity, min=0.0, max=1.0, step=0.05,
+                                       description="intensity", **slider),
+            "donor": W.Dropdown(options=["none"] + [s for s in self.donors if s != src.subject], value="none",
+                                description="landmark donor"),
+            **{r: W.FloatSlider(value=0.0, min=-1.0, max=1.0, step=0.05, description=r, **slider) for r in REGIONS},
+            "frames": W.IntSlider(value=12, min=2, max=48, description="GIF frames", continuous_update=False),
+        }
+        self.buttons = {"save_image": W.Button(description="Save image", icon="save"),
+                        "save_gif": W.Button(description="Save GIF", icon="film")}
+        self.view = W.Image(format="png")
+        self.status = W.HTML(value="")
+        for name, w in self.controls.items():
+            if name != "upload":
+                w.observe(lambda ch, name=name: self.on_change(name, ch["new"]), names="value")
+        self.controls["upload"].observe(lambda ch: self.on_upload(ch["new"]), names="value")
+        self.buttons["save_image"].on_click(lambda _: self.save_image())
+        self.buttons["save_gif"].on_click(lambda _: self.save_gif())
+        c = self.controls
+        self.widget = W.VBox([
+            W.HBox([c["source"], c["upload"], c["source_label"]]),
+            W.HBox([W.VBox([c["expression"], c["intensity"], c["donor"]]),
+                    W.VBox([c[r] for r in REGIONS])]),
+            self.view,
+            W.HBox([self.buttons["save_image"], c["frames"], self.buttons["save_gif"]]),
+            self.status])
+        self.refresh()
+
+    # callbacks --------------------------------------------------------------------------
+    def on_change(self, name: str, value):
+        if self._muted is not None:
+            return
+        if name == "source":
+            src = source_from_cache(self.cache, value)
+            self.state = self.state.replace(source=src)
+            self._sync_source_controls(src)
+        elif name == "source_label":
+            self.state = self.state.replace(source=dataclasses.replace(self.state.source, label=int(value)))
+        elif name == "donor":
+            self.state = self.state.replace(donor=None if value == "none" else value)
+        elif name == "frames":
+            return
+        else:
+            self.state = self.state.replace(**{name: float(value) if name in REGIONS + ("intensity",) else value})
+        self.refresh()
+
+    def on_upload(self, value):
+        files = list(value.values()) if isinstance(value, dict) else list(value or ())
+        if not files:
+            return
+        content = bytes(files[0]["content"])
+        try:
+            margin = self.data_cfg.crop_margin if self.data_cfg is not None else None
+            src = source_from_photo(content, self.state.model_cfg.image_size, margin, self.detector)
+        except ValueError as e:
+            self.status.value = f"<span style='color:#b00'>{e}</span>"
+            return
+        self.state = self.state.replace(source=dataclasses.replace(src, name=files[0].get("name", src.name)))
+        self._sync_source_controls(self.state.source)
+        self.refresh()
+
+    def refresh(self) -> dict | None:
+        try:
+            self.last = render(self.state)
+        except ValueError as e:          # e.g. an expression the training split never showed
+            self.status.value = f"<span style='color:#b00'>{e}</span>"
+            return None
+        self.view.value = png_bytes(self.last["panel"])
+        s = self.state
+        donor = f", donor {s.donor}" if s.donor else ""
+        self.status.value = (f"{s.source.name}: {CLASSES[s.source.label]} → {s.expression} at {s.intensity:.2f}"
+                             f"{donor}; regions {', '.join(f'{k} {v:+.2f}' for k, v in s.regions.items() if v)}")
+        return self.last
+
+    def save_image(self, path=None) -> list[Path]:
+        path = Path(path) if path else self._next_path("png")
+        written = save_image(self.state, path)
+        self.saved += written
+        self.status.value = f"saved {written[0]}"
+        return written
+
+    def save_gif(self, path=None, frames: int | None = None) -> Path:
+        path = Path(path) if path else self._next_path("gif")
+        p = save_gif(self.state, path, frames or self.controls["frames"].value)
+        self.saved.append(p)
+        self.status.value = f"saved {p}"
+        return p
+
+    # helpers ----------------------------------------------------------------------------
+    def _sync_source_controls(self, src: Source):
+        """Point the label and donor controls at a new source without triggering renders."""
+        c = self._muted = self.controls
+        try:
+            c["source_label"].value = src.label
+            c["donor"].options = ["none"] + [s for s in self.donors if s != src.subject]
+            if self.state.donor == src.subject:
+                self.state = self.state.replace(donor=None)
+            c["donor"].value = self.state.donor or "none"
+        finally:
+            self._muted = None
+
+    def _next_path(self, ext: str) -> Path:
+        s = self.state
+        stem = f"explorer_{(s.source.subject or 'upload')}_{s.expression}_{s.intensity:.2f}".replace(" ", "_")
+        k = 0
+        while (self.out_dir / f"{stem}_{k}.{ext}").exists():
+            k += 1
+        return self.out_dir / f"{stem}_{k}.{ext}"
+
+    def show(self):
+        from IPython.display import display
+        display(self.widget)
+        return self
+
+    def _ipython_display_(self):
+        self.show()
