@@ -1,0 +1,768 @@
+"""Training (paper Sec. III-B, IV-B; the loop is PATN's, Zhu et al. CVPR 2019).
+
+One step [PATN]: generate, update G with L_G = 5 L_GAN + 10 L_per + 10 L_pixel (Eq. 7,
+losses.generator_loss; the discriminators are frozen for this step), then update both
+discriminators with 0.5 (real + fake) each (losses.discriminator_losses, fake detached).
+Adam lr 2e-4, betas (0.5, 0.999), batch 16 [paper / PATN]; the learning rate is constant,
+then decays linearly to 0 from `lr_decay_start` of the run [PATN]. All from Config.train.
+
+Devices: CUDA when present (bf16 autocast, channels_last, optional torch.compile), else
+CPU in fp32. Several GPUs: `torchrun --nproc_per_node N -m lmexpr_nb train ...`
+(DistributedDataParallel; each rank draws its own slice of every global batch of the
+seeded pair stream, data.pairs.PairStream; gradients are averaged; only rank 0 writes).
+The gloo backend runs the same code on CPU processes (tests/test_ddp.py).
+
+Files under out_dir:
+    checkpoints/last.pt        checkpoint.py's format, every checkpoint_every steps and at the end
+    losses.csv                 step, loss terms (means over the log_every steps up to `step`), lr, seconds
+    samples/step_NNNNNN.png    source | target | generated for a few fixed (validation) pairs
+    train_summary.json         what ran, on what, with which weights, how fast
+
+Exactness: the pair stream, every RNG, the optimisers and the loss-log window are in the
+checkpoint, so `resume` continues the run exactly; on CPU with `deterministic` an
+interrupted-and-resumed run ends with bit-identical weights to an uninterrupted one.
+
+NaN guard: the loss terms are checked (all ranks together) before every log row, sample
+and checkpoint; a non-finite term stops the run with NonFiniteLossError naming the first
+bad step and term, and nothing is saved after the last good checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from . import checkpoint as ckpt_io
+from .config import Config, load_profile
+from .data.pairs import PairDataset, PairStream, collate_batch
+from .heatmaps import landmark_heatmaps
+from .io import atomic_path, write_json
+
+G_TERMS = ("total", "gan", "gan_image", "gan_geometry", "perceptual", "pixel")
+TERMS = tuple(f"g_{t}" for t in G_TERMS) + ("d_image", "d_geometry")
+CSV_FIELDS = ("step",) + TERMS + ("lr", "seconds")
+SAMPLE_ROWS = 4
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or inf; the run stopped and kept its last good checkpoint."""
+
+
+# --------------------------------------------------------------------------------------
+# Small pieces
+
+def lr_at(step: int, cfg) -> float:
+    """Learning rate of (0-based) step `step` of cfg.steps: constant, then linear to 0 [PATN]."""
+    total = max(int(cfg.steps), 1)
+    start = int(round(cfg.lr_decay_start * total))
+    if step < start or start >= total:
+        return float(cfg.lr)
+    return float(cfg.lr) * max(total - step, 0) / (total - start)
+
+
+def resolve_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:
+    name = name or "auto"
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device cuda asked for, but torch sees no CUDA GPU")
+        if dev.index is None:
+            dev = torch.device("cuda", local_rank)
+    return dev
+
+
+def _flag(value, default: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    v = str(value).lower()
+    if v == "auto":
+        return default
+    if v in ("true", "1", "yes", "on"):
+        return True
+    if v in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"expected auto/true/false, got {value!r}")
+
+
+def amp_dtype(cfg, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA by default, none (fp32) on CPU; cfg.train.amp overrides."""
+    a = str(cfg.train.amp).lower()
+    if a == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if a in ("bf16", "bfloat16"):
+        return torch.bfloat16
+    if a in ("fp32", "float32", "none", "false"):
+        return None
+    raise ValueError(f"train.amp must be auto, bf16 or fp32; got {cfg.train.amp!r}")
+
+
+def seed_all(seed: int) -> None:
+    import random
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialised_here: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_name: str | None = "auto") -> DistInfo:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1) or when the caller
+    already initialised one; nccl on CUDA, gloo on CPU."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and (device_name or "auto") in ("auto", "cuda")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, initialised_here=True)
+
+
+# --------------------------------------------------------------------------------------
+# Models, optimisers and one step, free of data and files (the benchmark uses this alone)
+
+class TrainCore:
+    """G, D_image, D_geometry, the perceptual loss, three Adams and `step(batch, step_index)`.
+
+    The perceptual loss is built first, so missing VGG19 weights stop a run before anything
+    else is spent (weights.MissingWeightsError, unless cfg.loss.vgg_standin).
+    `generator`, `d_image`, `d_geometry` are the plain modules (what checkpoints store);
+    the callables used in the step may be DDP- and/or torch.compile-wrapped.
+    """
+
+    def __init__(self, cfg: Config, device: torch.device, dist_info: DistInfo | None = None,
+                 amp: torch.dtype | None | str = "cfg", channels_last: bool | None = None,
+                 compile: bool | None = None):
+        from .losses import PerceptualLoss
+        from .nets import build_discriminators, build_generator
+
+        self.cfg, self.device = cfg, device
+        self.dist = dist_info or DistInfo()
+        self.amp = amp_dtype(cfg, device) if amp == "cfg" else amp
+        self.channels_last = (_flag(cfg.train.channels_last, device.type == "cuda")
+                              if channels_last is None else channels_last)
+        self.compiled = bool(cfg.train.compile) if compile is None else compile
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+
+        self.perceptual = PerceptualLoss(cfg.loss).to(device)
+        torch.manual_seed(cfg.train.seed)                 # the same initial weights on every rank
+        self.generator = build_generator(cfg.model).to(device, memory_format=self.memory_format)
+        d_image, d_geometry = build_discriminators(cfg.model)
+        self.d_image = d_image.to(device, memory_format=self.memory_format)
+        self.d_geometry = d_geometry.to(device, memory_format=self.memory_format)
+        self.perceptual.to(memory_format=self.memory_format)
+
+        t = cfg.train
+        fused = {"fused": True} if device.type == "cuda" else {}
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), **fused)
+        self.opt_d_image = torch.optim.Adam(self.d_image.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), **fused)
+        self.opt_d_geometry = torch.optim.Adam(self.d_geometry.parameters(), lr=t.lr, betas=(t.beta1, t.beta2),
+                                               **fused)
+
+        # What the step calls: G and both Ds through DDP for their own updates; in the G step
+        # the Ds are frozen and called as plain modules (no DDP reducer, no gradient sync).
+        g_run, di_run, dg_run = self.generator, self.d_image, self.d_geometry
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            ids = [device.index] if device.type == "cuda" else None
+            g_run, di_run, dg_run = (DDP(m, device_ids=ids, output_device=device.index if ids else None)
+                                     for m in (g_run, di_run, dg_run))
+        di_frozen, dg_frozen = self.d_image, self.d_geometry
+        if self.compiled:
+            g_run, di_run, dg_run, di_frozen, dg_frozen = (torch.compile(m) for m in
+                                                           (g_run, di_run, dg_run, di_frozen, dg_frozen))
+        self.g_run, self.di_run, self.dg_run = g_run, di_run, dg_run
+        self.di_frozen, self.dg_frozen = di_frozen, dg_frozen
+
+    # -- state ----------------------------------------------------------------------
+    def models(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "d_image": self.d_image, "d_geometry": self.d_geometry}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt_g, "d_image": self.opt_d_image, "d_geometry": self.opt_d_geometry}
+
+    def load_state(self, ckpt: dict) -> None:
+        for name, m in self.models().items():
+            m.load_state_dict(ckpt["models"][name])
+        for name, o in self.optimizers().items():
+            o.load_state_dict(ckpt["optimizers"][name])
+
+    def train_mode(self, flag: bool = True) -> None:
+        for m in self.models().values():
+            m.train(flag)
+
+    # -- one step -------------------------------------------------------------------
+    def inputs(self, batch: dict):
+        """Batch dict (data.pairs) -> tensors on the device; heatmaps made here, on the device."""
+        dev, mf, cfg = self.device, self.memory_format, self.cfg.model
+        nb = dev.type == "cuda"
+        src = batch["source"].to(dev, non_blocking=nb).contiguous(memory_format=mf)
+        tgt = batch["target"].to(dev, non_blocking=nb).contiguous(memory_format=mf)
+        lm_s = batch["source_landmarks"].to(dev, non_blocking=nb)
+        lm_t = batch["target_landmarks"].to(dev, non_blocking=nb)
+        hm_s = landmark_heatmaps(lm_s, cfg.image_size, cfg.heatmap_sigma).contiguous(memory_format=mf)
+        hm_t = landmark_heatmaps(lm_t, cfg.image_size, cfg.heatmap_sigma).contiguous(memory_format=mf)
+        label = batch["target_label"].to(dev, non_blocking=nb)
+        return src, tgt, hm_s, hm_t, label
+
+    def autocast(self):
+        if self.amp is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp)
+
+    def step(self, batch: dict, step_index: int) -> torch.Tensor:
+        """One training step [PATN]: G update, then both Ds. Returns the detached float32
+        vector of TERMS (on the device; nothing here waits for the GPU)."""
+        from .losses import discriminator_losses, generator_loss
+
+        lr = lr_at(step_index, self.cfg.train)
+        for opt in self.optimizers().values():
+            for group in opt.param_groups:
+                group["lr"] = lr
+        src, tgt, hm_s, hm_t, label = self.inputs(batch)
+
+        # G step: Ds frozen (their BN statistics still update, as in PATN)
+        set_requires_grad(self.d_image, False)
+        set_requires_grad(self.d_geometry, False)
+        with self.autocast():
+            fake = self.g_run(src, hm_s, hm_t, label)
+            g = generator_loss(fake, tgt, src, hm_t, self.di_frozen, self.dg_frozen, self.perceptual, self.cfg.loss)
+        self.opt_g.zero_grad(set_to_none=True)
+        g["total"].backward()
+        self.opt_g.step()
+
+        # D step: both discriminators on (real target, detached fake)
+        set_requires_grad(self.d_image, True)
+        set_requires_grad(self.d_geometry, True)
+        with self.autocast():
+            d = discriminator_losses(self.di_run, self.dg_run, tgt, fake, src, hm_t)
+        self.opt_d_image.zero_grad(set_to_none=True)
+        self.opt_d_geometry.zero_grad(set_to_none=True)
+        d["total"].backward()
+        self.opt_d_image.step()
+        self.opt_d_geometry.step()
+
+        return torch.stack([g[t].detach().float() for t in G_TERMS]
+                           + [d["d_image"].detach().float(), d["d_geometry"].detach().float()])
+
+    @property
+    def dtype_name(self) -> str:
+        return "bfloat16 autocast" if self.amp == torch.bfloat16 else (
+            "float16 autocast" if self.amp == torch.float16 else "float32")
+
+
+# --------------------------------------------------------------------------------------
+# The run: data, stream, logs, checkpoints, samples
+
+def _open_cache(cache_dir):
+    """A loaded cache object is used as is; a path is read with data.cache.load_cache."""
+    if not isinstance(cache_dir, (str, os.PathLike)):
+        return cache_dir, getattr(cache_dir, "path", None)
+    p = Path(cache_dir)
+    if not p.exists():
+        raise FileNotFoundError(f"no preprocessed cache at {p}: make one with `python -m lmexpr_nb preprocess` "
+                                f"(or run notebook 01)")
+    from .data.cache import load_cache
+    return load_cache(p), p
+
+
+def _meta(cache) -> dict:
+    return dict(getattr(cache, "meta", None) or {})
+
+
+class Trainer:
+    """Trains cfg's model on a preprocessed cache, writing into out_dir (see the module doc).
+
+    cache_dir: a cache folder (data.cache.load_cache) or an already loaded cache object.
+    resume: continue from out_dir/checkpoints/last.pt when it exists (else start at step 0);
+    without resume an existing checkpoint is an error, so no run is overwritten by accident.
+    steps: overrides cfg.train.steps (the LR schedule follows the total).
+    device: overrides cfg.train.device ("auto" | "cpu" | "cuda" | "cuda:1").
+    """
+
+    def __init__(self, cfg: Config, cache_dir, out_dir, resume: bool = False, steps: int | None = None,
+                 device: str | None = None, progress: bool = True, max_pairs: int | None = None):
+        if steps is not None:
+            cfg = cfg.updated({"train": {"steps": int(steps)}})
+        if device is not None:
+            cfg = cfg.updated({"train": {"device": device}})
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+        self.cache, self.cache_path = _open_cache(cache_dir)
+        meta = _meta(self.cache)
+        size = int(np.asarray(self.cache.images).shape[1]) if len(self.cache) else cfg.model.image_size
+        if size != cfg.model.image_size:
+            raise ValueError(f"the cache holds {size}x{size} crops but the model expects "
+                             f"{cfg.model.image_size}x{cfg.model.image_size}: preprocess with the same profile")
+
+        self.dist = setup_distributed(cfg.train.device)
+        self.device = resolve_device(cfg.train.device, self.dist.local_rank)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+
+        # resume or start afresh
+        self.ckpt_path = ckpt_io.last_checkpoint(self.out_dir)
+        self.resume_ckpt = None
+        if self.ckpt_path.is_file():
+            if not resume:
+                raise FileExistsError(f"{self.out_dir} already holds a training run (checkpoints/last.pt): "
+                                      f"pass --resume to continue it or choose another --out")
+            self.resume_ckpt = ckpt_io.load_checkpoint(self.ckpt_path)
+            old = ckpt_io.checkpoint_config(self.resume_ckpt)
+            if old.model != cfg.model:
+                raise ValueError(f"{self.ckpt_path} was trained with a different model config; "
+                                 f"resume with the same profile, or choose another --out")
+        t = cfg.train
+        if min(t.checkpoint_every, t.sample_every, t.log_every, t.batch_size, t.steps) < 1:
+            raise ValueError("train.steps, batch_size, checkpoint_every, sample_every and log_every must be >= 1")
+
+        self.dataset = self._pairs("train", max_pairs)
+        if len(self.dataset) == 0:
+            raise ValueError("no training pairs: every training subject needs at least two frames")
+        if int(np.max(np.asarray(self.cache.labels))) >= cfg.model.num_classes:
+            raise ValueError(f"cache labels exceed model.num_classes = {cfg.model.num_classes}")
+
+        self.core = TrainCore(cfg, self.device, self.dist)
+        self.meta = meta
+        self.step = 0
+        self.position = 0
+        self.elapsed = 0.0
+        self.window = {"sum": [0.0] * len(TERMS), "count": 0}
+        if self.resume_ckpt is not None:
+            c = self.resume_ckpt
+            self.core.load_state(c)
+            self.step = int(c["step"])
+            self.position = int(c["sampler"]["position"])
+            self.elapsed = float(c.get("elapsed_seconds", 0.0))
+            if c.get("log"):
+                self.window = {"sum": [float(x) for x in c["log"]["sum"]], "count": int(c["log"]["count"])}
+            s = c["sampler"]
+            if (s["n"], s["batch_size"], s["world_size"], s["seed"]) != (len(self.dataset), t.batch_size,
+                                                                         self.dist.world_size, t.seed):
+                self._say(f"note: pairs/batch/world size/seed changed since the checkpoint "
+                          f"({s['n']}/{s['batch_size']}/{s['world_size']}/{s['seed']} -> {len(self.dataset)}/"
+                          f"{t.batch_size}/{self.dist.world_size}/{t.seed}): the pair stream continues from "
+                          f"position {self.position} but is not the one an uninterrupted run would see")
+        self.stream = PairStream(len(self.dataset), t.batch_size, t.seed, self.dist.rank, self.dist.world_size,
+                                  self.position)
+        self.samples_written: list[str] = []
+
+    # -- helpers -----------------------------------------------------------------------
+    def _pairs(self, split, max_pairs=None):
+        return PairDataset(self.cache, split, max_pairs=max_pairs, seed=self.cfg.train.seed)
+
+    def _say(self, msg: str) -> None:
+        if self.dist.is_main:
+            print(msg, file=sys.stderr, flush=True)
+
+    def _loader(self):
+        from torch.utils.data import DataLoader
+        t = self.cfg.train
+        workers = max(int(t.num_workers), 0)
+        kw = dict(num_workers=workers, collate_fn=collate_batch, pin_memory=self.device.type == "cuda",
+                  generator=torch.Generator().manual_seed(t.seed))      # never touches the global RNG
+        if workers:
+            kw.update(prefetch_factor=4, persistent_workers=False)
+        return DataLoader(self.dataset, batch_sampler=self.stream, **kw)
+
+    def _sample_batch(self):
+        """A few fixed pairs from validation subjects when there are any (else training ones):
+        subjects spread over the list, for each its first frame -> its last frame (in a
+        neutral -> peak sequence, the largest change)."""
+        try:
+            val = self._pairs("val")
+        except Exception:
+            val = None
+        ds = val if val is not None and len(val) else self.dataset
+        subj = np.asarray(ds.cache.subjects).astype(str)[ds.pairs[:, 0]]
+        firsts = []
+        for name in dict.fromkeys(subj.tolist()):             # subjects in pair-list order
+            rows = np.flatnonzero(subj == name)
+            p = ds.pairs[rows]
+            best = np.lexsort((-p[:, 1], p[:, 0]))[0]           # smallest source, then largest target
+            firsts.append(int(rows[best]))
+        pick = np.unique(np.linspace(0, len(firsts) - 1, min(SAMPLE_ROWS, len(firsts))).round().astype(int))
+        return ds.batch([firsts[i] for i in pick]), ("validation" if ds is val else "training")
+
+    # -- loss bookkeeping ------------------------------------------------------------------
+    def _flush(self, pending: list) -> None:
+        """Move the pending per-step loss vectors to the host (one transfer; averaged over
+        ranks), stop at the first non-finite term, add the rest to the log window."""
+        if not pending:
+            return
+        steps = [s for s, _ in pending]
+        vals = torch.stack([v for _, v in pending])
+        if self.dist.enabled:
+            import torch.distributed as dist
+            dist.all_reduce(vals, op=dist.ReduceOp.SUM)
+            vals = vals / self.dist.world_size
+        vals = vals.cpu().double().numpy()
+        pending.clear()
+        bad = ~np.isfinite(vals)
+        if bad.any():
+            i = int(np.argwhere(bad.any(1))[0, 0])
+            # name the term that went bad, not the sums it spoils (g_total, g_gan)
+            cols = sorted(np.flatnonzero(bad[i]), key=lambda j: TERMS[j] in ("g_total", "g_gan"))
+            also = [TERMS[j] for j in cols[1:]]
+            raise NonFiniteLossError(
+                f"non-finite loss at step {steps[i]}: {TERMS[cols[0]]} = {vals[i, cols[0]]}"
+                + (f" (also {', '.join(also)})" if also else "") + "; stopped, "
+                + (f"last good checkpoint kept: {self.ckpt_path} (step {self._saved_step})"
+                   if self._saved_step is not None else "no checkpoint was written yet"))
+        self.window["sum"] = [a + float(b) for a, b in zip(self.window["sum"], vals.sum(0))]
+        self.window["count"] += len(steps)
+        self.last_losses = dict(zip(TERMS, (float(x) for x in vals[-1])))
+
+    def _csv_path(self) -> Path:
+        return self.out_dir / "losses.csv"
+
+    def _init_csv(self) -> None:
+        """Fresh run: a new file with the header. Resume: keep only rows up to the checkpoint's
+        step (a crash may have logged a few more), so no step appears twice."""
+        path = self._csv_path()
+        rows = []
+        if self.step > 0 and path.is_file():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if r.get("step") and int(r["step"]) <= self.step]
+        with atomic_path(path) as tmp:
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+                w.writeheader()
+                for r in rows:
+                    w.writerow({k: r.get(k, "") for k in CSV_FIELDS})
+
+    def _log_row(self, step: int, lr: float) -> dict:
+        n = max(self.window["count"], 1)
+        row = {"step": step, **{t: f"{s / n:.6g}" for t, s in zip(TERMS, self.window["sum"])},
+               "lr": f"{lr:.6g}", "seconds": f"{self.elapsed_now():.2f}"}
+        self.window = {"sum": [0.0] * len(TERMS), "count": 0}
+        if self.dist.is_main:
+            with open(self._csv_path(), "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=CSV_FIELDS).writerow(row)
+        return row
+
+    def elapsed_now(self) -> float:
+        return self.elapsed + (time.perf_counter() - self._t_run if getattr(self, "_t_run", None) else 0.0)
+
+    # -- outputs ---------------------------------------------------------------------------
+    def _provenance(self) -> dict:
+        return {"dataset": self.meta.get("dataset", "unknown"), "synthetic": bool(self.meta.get("synthetic", False)),
+                "standins": list(self.cfg.uses_standins), "perceptual": self.core.perceptual.description,
+                "perceptual_standin": bool(self.core.perceptual.standin), "device": str(self.device),
+                "dtype": self.core.dtype_name, "world_size": self.dist.world_size, "torch": torch.__version__,
+                "profile": self.cfg.profile}
+
+    def save(self) -> Path | None:
+        """Checkpoint (all ranks give their RNG state; rank 0 writes, atomically)."""
+        states = [ckpt_io.rng_state()]
+        if self.dist.enabled:
+            import torch.distributed as dist
+            states = [None] * self.dist.world_size
+            dist.all_gather_object(states, ckpt_io.rng_state())
+        if not self.dist.is_main:
+            self._saved_step = self.step
+            return None
+        ckpt_io.save_checkpoint(
+            self.ckpt_path, step=self.step, config=self.cfg, models=self.core.models(),
+            optimizers=self.core.optimizers(), sampler=self.stream.state(self.position), rng=states,
+            log=self.window, provenance=self._provenance(), elapsed_seconds=self.elapsed_now())
+        self._saved_step = self.step
+        return self.ckpt_path
+
+    @torch.no_grad()
+    def write_samples(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        from PIL import Image, ImageDraw
+
+        batch, which = self._sample_fixed
+        g = self.core.generator
+        was = g.training
+        g.eval()
+        try:
+            src, tgt, hm_s, hm_t, label = self.core.inputs(batch)
+            with self.core.autocast():
+                fake = g(src, hm_s, hm_t, label)
+        finally:
+            g.train(was)
+
+        def u8(x):
+            return ((x.float().clamp(-1, 1) + 1) * 127.5 + 0.5).clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+
+        cols = [u8(src), u8(tgt), u8(fake)]
+        n, s = cols[0].shape[0], cols[0].shape[1]
+        head, pad = 14, 2
+        grid = np.full((head + n * (s + pad), 3 * (s + pad), 3), 255, np.uint8)
+        for r in range(n):
+            for c in range(3):
+                y, x = head + r * (s + pad), c * (s + pad)
+                grid[y:y + s, x:x + s] = cols[c][r]
+        img = Image.fromarray(grid)
+        if s < 128:                                       # small crops: enlarge (nearest) so they can be seen
+            f = 128 // s
+            img = img.resize((img.width * f, img.height * f), Image.NEAREST)
+        ImageDraw.Draw(img).text((2, 1), f"source | target | generated ({which} pairs), step {self.step}",
+                                 fill=(0, 0, 0))
+        path = self.out_dir / "samples" / f"step_{self.step:06d}.png"
+        with atomic_path(path) as tmp:
+            img.save(tmp, format="PNG")
+        self.samples_written.append(str(path))
+        return path
+
+    def _summary(self, status: str, start_step: int, seconds: float) -> dict:
+        t = self.cfg.train
+        done = self.step - start_step
+        imgs = done * t.batch_size * self.dist.world_size
+        prov = self._provenance()
+        s = {
+            "status": status,
+            "profile": self.cfg.profile,
+            "dataset": prov["dataset"],
+            "synthetic": prov["synthetic"],
+            "data_note": ("synthetic procedural faces, not real ones: numbers show the pipeline works, "
+                          "they are not the paper's") if prov["synthetic"] else "real faces",
+            "cache": str(self.cache_path) if self.cache_path else "in-memory cache",
+            "out_dir": str(self.out_dir),
+            "pairs": len(self.dataset),
+            "steps": int(t.steps),
+            "start_step": int(start_step),
+            "final_step": int(self.step),
+            "steps_this_run": int(done),
+            "batch_size": int(t.batch_size),
+            "world_size": self.dist.world_size,
+            "perceptual": prov["perceptual"],
+            "perceptual_weights": "stand-in (random init, not ImageNet VGG19)" if prov["perceptual_standin"]
+            else "ImageNet VGG19",
+            "standins": prov["standins"] or ["none"],
+            "device": prov["device"],
+            "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+            "dtype": prov["dtype"],
+            "channels_last": self.core.channels_last,
+            "compile": self.core.compiled,
+            "deterministic": bool(t.deterministic),
+            "cpu_threads": torch.get_num_threads() if self.device.type == "cpu" else None,
+            "seconds": round(seconds, 3),
+            "total_seconds": round(self.elapsed, 3),
+            "images_per_second": round(imgs / seconds, 3) if seconds > 0 and done else None,
+            "final_losses": {k: round(v, 6) for k, v in (getattr(self, "last_losses", None) or {}).items()},
+            "checkpoint": str(self.ckpt_path) if self._saved_step is not None else None,
+            "checkpoint_step": self._saved_step,
+            "losses_csv": str(self._csv_path()),
+            "samples": self.samples_written[-3:],
+            "torch": torch.__version__,
+        }
+        if self.dist.is_main:
+            write_json(self.out_dir / "train_summary.json", s)
+        return s
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, stop_after: int | None = None) -> dict:
+        """Train up to cfg.train.steps (or stop once step `stop_after` is done and saved, as an
+        interruption would). Returns the summary that train_summary.json holds."""
+        t = self.cfg.train
+        total = int(t.steps)
+        start_step = self.step
+        self._saved_step = self.step if self.resume_ckpt is not None else None
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.step >= total:
+            self._say(f"nothing to do: {self.ckpt_path} is at step {self.step} of {total}")
+            old = self.out_dir / "train_summary.json"
+            if old.is_file():                    # keep the finished run's summary (its timings)
+                import json
+                try:
+                    s = json.loads(old.read_text())
+                except ValueError:
+                    s = {}
+                if s.get("final_step") == self.step and s.get("status") == "complete":
+                    return dict(s, steps_this_run=0, reused=True)
+            return self._summary("complete", start_step, 0.0)
+        if self.resume_ckpt is not None:
+            self._say(f"resuming from {self.ckpt_path} at step {self.step}")
+        if self.progress:
+            self._say(f"training {self.cfg.profile}: {len(self.dataset)} pairs of {self.meta.get('dataset', 'unknown')}"
+                      f"{' (synthetic)' if self.meta.get('synthetic') else ''}, {total} steps x {t.batch_size}"
+                      f"{f' x {self.dist.world_size} ranks' if self.dist.enabled else ''}, {self.device} "
+                      f"{self.core.dtype_name}; perceptual: {self.core.perceptual.description}")
+
+        prev_det = torch.are_deterministic_algorithms_enabled()
+        prev_bench = torch.backends.cudnn.benchmark
+        if t.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=self.device.type == "cuda")
+            torch.backends.cudnn.benchmark = False
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        try:
+            return self._loop(total, start_step, stop_after)
+        finally:
+            torch.use_deterministic_algorithms(prev_det)
+            torch.backends.cudnn.benchmark = prev_bench
+            if self.dist.initialised_here:
+                import torch.distributed as dist
+                dist.destroy_process_group()
+                self.dist.initialised_here = False
+
+    def _loop(self, total: int, start_step: int, stop_after: int | None) -> dict:
+        from tqdm.auto import tqdm
+
+        t = self.cfg.train
+        if self.dist.is_main:
+            self._init_csv()
+        self._sample_fixed = self._sample_batch()
+        batches = iter(self._loader())
+        # RNG: restored from the checkpoint (this rank's entry), else seeded (seed + rank)
+        rng = self.resume_ckpt["rng"] if self.resume_ckpt is not None else None
+        if rng is not None and len(rng) == self.dist.world_size:
+            ckpt_io.set_rng_state(rng[self.dist.rank])
+        else:
+            seed_all(t.seed + self.dist.rank + (1_000_003 * self.step if rng is not None else 0))
+        self.core.train_mode(True)
+        self.resume_ckpt = None                                  # free the memory
+
+        end = total if stop_after is None else min(total, max(int(stop_after), self.step))
+        bar = tqdm(total=total, initial=self.step, disable=not (self.progress and self.dist.is_main),
+                   desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
+        pending: list = []
+        self._t_run = time.perf_counter()
+        status = "complete"
+        try:
+            while self.step < end:
+                batch = next(batches)
+                terms = self.core.step(batch, self.step)
+                self.step += 1
+                self.position += self.stream.global_batch
+                pending.append((self.step, terms))
+                s = self.step
+                last = s == total
+                do_log, do_sample = s % t.log_every == 0 or last, s % t.sample_every == 0 or last
+                do_ckpt = s % t.checkpoint_every == 0 or last or s == end
+                if do_log or do_sample or do_ckpt:
+                    self._flush(pending)
+                if do_log:
+                    row = self._log_row(s, lr_at(s - 1, t))
+                    bar.set_postfix(pixel=row["g_pixel"], g=row["g_total"], d_img=row["d_image"],
+                                    d_geo=row["d_geometry"], refresh=False)
+                if do_sample:
+                    self.write_samples()
+                if do_ckpt:
+                    self.save()
+                bar.update(1)
+            if self.step < total:
+                status = f"stopped at step {self.step} of {total} (stop_after); resume to continue"
+        except NonFiniteLossError as e:
+            seconds = time.perf_counter() - self._t_run
+            self.elapsed += seconds
+            self._t_run = None
+            bar.close()
+            self._summary(f"failed: {e}", start_step, seconds)
+            raise
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - self._t_run
+        self.elapsed += seconds
+        self._t_run = None
+        return self._summary(status, start_step, seconds)
+
+
+def train(cfg: Config, cache_dir, out_dir, resume: bool = False, steps: int | None = None,
+          device: str | None = None, progress: bool = True, stop_after: int | None = None,
+          max_pairs: int | None = None) -> dict:
+    """Train and return the summary dict (also out_dir/train_summary.json). See Trainer."""
+    trainer = Trainer(cfg, cache_dir, out_dir, resume=resume, steps=steps, device=device, progress=progress,
+                      max_pairs=max_pairs)
+    return trainer.run(stop_after=stop_after)
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+
+def train_main(argv: list[str] | None = None) -> int:
+    """`python -m lmexpr_nb train --profile smoke|paper | --config FILE --data CACHE --out DIR
+    [--steps N] [--resume] [--device D]`. Errors are one line, exit code 2 (1 for a NaN stop)."""
+    from .weights import MissingWeightsError
+
+    ap = argparse.ArgumentParser(prog="lmexpr train", description=(
+        "Train the generator and both discriminators (paper Sec. III-B, IV-B) on a preprocessed cache. "
+        "Several GPUs: torchrun --nproc_per_node N -m lmexpr_nb train ..."))
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--profile", default=None, help="smoke (CPU, synthetic, stand-in VGG) | paper (GPU); default smoke")
+    src.add_argument("--config", default=None, help="a profile-format YAML file (config: overrides)")
+    ap.add_argument("--data", required=True, help="preprocessed cache folder (python -m lmexpr_nb preprocess)")
+    ap.add_argument("--out", required=True, help="run folder: checkpoints/, losses.csv, samples/, train_summary.json")
+    ap.add_argument("--steps", type=int, default=None, help="total steps (overrides the profile's length)")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    ap.add_argument("--device", default=None, help="auto | cpu | cuda (default: the profile's, auto)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for torch (default: torch's choice; on a small shared CPU 1 can be fastest)")
+    ap.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    a = ap.parse_args(argv)
+    prog = "lmexpr train"
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    try:
+        cfg = load_profile(a.config or a.profile or "smoke")
+        if a.steps is not None and a.steps < 1:
+            raise ValueError("--steps must be >= 1")
+        s = train(cfg, a.data, a.out, resume=a.resume, steps=a.steps, device=a.device, progress=not a.no_progress)
+    except MissingWeightsError as e:
+        print(f"{prog}: {e} (or set loss.vgg_standin: true in the config for the labelled offline stand-in)",
+              file=sys.stderr)
+        return 2
+    except NonFiniteLossError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"{prog}: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; the last checkpoint is in {a.out}/checkpoints, continue with --resume",
+              file=sys.stderr)
+        return 130
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    rate = s["images_per_second"]
+    if s.get("reused"):
+        print(f"already trained: {a.out} is at step {s['final_step']} of {s['steps']} (summary: "
+              f"{a.out}/train_summary.json); give a larger --steps with --resume to train on")
+        return 0
+    print(f"trained {s['start_step']} -> {s['final_step']} of {s['steps']} steps in {s['seconds']:.1f} s "
+          f"({rate if rate is not None else '-'} img/s, {s['device']}, {s['dtype']}); perceptual: {s['perceptual']}; "
+          f"data: {s['dataset']}{' (synthetic)' if s['synthetic'] else ''}; summary: {a.out}/train_summary.json")
+    return 0
