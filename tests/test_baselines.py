@@ -10,9 +10,9 @@ def astronaut():
     """A real face photo that ships with scikit-image, and its dlib 68 landmarks."""
     import skimage.data
 
-    from lmexpr_nb.metrics.landmark_error import _DlibDirect
+    from lmexpr_nb.landmarks import LandmarkDetector
     img = skimage.data.astronaut()
-    det = _DlibDirect()
+    det = LandmarkDetector()
     found = det.locate(img)
     assert found is not None
     return img, found[1], det

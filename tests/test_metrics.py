@@ -476,9 +476,10 @@ def test_expression_classifier_learns_colour_codes_deterministically():
 def test_landmark_error_counts_missing_faces():
     import skimage.data
 
-    from lmexpr_nb.metrics.landmark_error import _DlibDirect, landmark_error
+    from lmexpr_nb.landmarks import LandmarkDetector
+    from lmexpr_nb.metrics.landmark_error import landmark_error
     img = skimage.data.astronaut()
-    det = _DlibDirect()
+    det = LandmarkDetector()
     _, pts = det.locate(img)
     blank = np.full_like(img, 128)
     r = landmark_error([img, blank], np.stack([pts, pts]), det)

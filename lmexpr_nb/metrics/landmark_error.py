@@ -52,45 +52,13 @@ def _iou(a, b) -> float:
     return inter / area if area > 0 else 0.0
 
 
-class _DlibDirect:
-    """Fallback detector: dlib HOG face + 68-point shape; locate(img) -> (box, pts68) or None."""
-
-    name = "dlib (direct: HOG, upsample 0 then 1, face on the target box, 68-point predictor)"
-
-    def __init__(self):
-        import dlib
-        from ..envcheck import dlib_model
-        self._det = dlib.get_frontal_face_detector()
-        self._sp = dlib.shape_predictor(str(dlib_model("shape_predictor_68_face_landmarks.dat")))
-
-    def locate(self, image, hint_box=None):
-        """`hint_box` (x0, y0, x1, y1), e.g. the target landmarks' box: among several faces take
-        the one overlapping it most; without a hint, the largest."""
-        for up in (0, 1):
-            rects = list(self._det(image, up))
-            if rects:
-                if hint_box is not None:
-                    r = max(rects, key=lambda r: _iou((r.left(), r.top(), r.right(), r.bottom()), hint_box))
-                else:
-                    r = max(rects, key=lambda r: r.width() * r.height())
-                s = self._sp(image, r)
-                pts = np.array([[s.part(k).x, s.part(k).y] for k in range(68)], dtype=np.float64)
-                return (r.left(), r.top(), r.right(), r.bottom()), pts
-        return None
-
-
-def default_detector():
-    """The kit's LandmarkDetector when available, else dlib directly."""
-    try:
-        from ..landmarks import LandmarkDetector
-    except ImportError:
-        return _DlibDirect()
-    det = LandmarkDetector()
-    if not getattr(det, "name", None):
-        try:
-            det.name = "lmexpr_nb.landmarks.LandmarkDetector"
-        except AttributeError:
-            pass
+def default_detector(image_size: int | None = None):
+    """The kit's LandmarkDetector (preprocessing's), upsampling once on images under 200 px:
+    dlib's HOG window is 80 px and a face fills only ~2/3 of a crop, so at 64-128 px it would
+    find no face at upsample 0."""
+    from ..landmarks import LandmarkDetector
+    det = LandmarkDetector(upsample=1 if image_size is not None and image_size < 200 else 0)
+    det.name = f"lmexpr_nb.landmarks.LandmarkDetector (dlib HOG, upsample {det.upsample}, 68-point predictor)"
     return det
 
 
@@ -101,17 +69,15 @@ def landmark_error(images, target_landmarks, detector=None) -> LandmarkErrorResu
     tg = np.asarray(target_landmarks, np.float64)
     if tg.shape != (len(ims), 68, 2):
         raise ValueError(f"target landmarks must be ({len(ims)}, 68, 2), got {tg.shape}")
-    det = detector if detector is not None else default_detector()
+    det = detector if detector is not None else default_detector(ims[0].shape[0] if ims else None)
     errs = np.full(len(ims), np.nan)
     for i, img in enumerate(ims):
-        if isinstance(det, _DlibDirect):   # several faces: the one on the target landmarks
-            t = tg[i]
-            found = det.locate(img, (t[:, 0].min(), t[:, 1].min(), t[:, 0].max(), t[:, 1].max()))
-        else:
-            found = det.locate(img)
-        if found is None:
+        boxes = det.detect(img)
+        if not boxes:
             continue
-        errs[i] = normalised_mean_error(np.asarray(found[1], np.float64)[:, :2], tg[i])
+        t = tg[i]  # several faces: the one overlapping the target landmarks' box
+        box = max(boxes, key=lambda b: _iou(b, (t[:, 0].min(), t[:, 1].min(), t[:, 0].max(), t[:, 1].max())))
+        errs[i] = normalised_mean_error(np.asarray(det.shape(img, box), np.float64), tg[i])
     ok = np.isfinite(errs)
     mean = float(errs[ok].mean()) if ok.any() else math.nan
     return LandmarkErrorResult(mean, errs, len(ims), int((~ok).sum()),

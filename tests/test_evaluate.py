@@ -1,0 +1,226 @@
+"""evaluate.py: methods, the shared evaluation set, Tables 5-6 and Figs. 7-9 on a tiny fake cache."""
+import csv
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from lmexpr_nb import evaluate, nets
+from lmexpr_nb.config import Config, EvalConfig, ModelConfig
+from lmexpr_nb.paper import TABLE5_QUALITY, TABLE6_IDENTITY
+from lmexpr_nb.weights import MissingWeightsError
+
+S = 32
+MODEL = ModelConfig(image_size=S, ngf=4, ndf=4, n_blocks=1, heatmap_sigma=1.5)
+PROV = {"dataset": "synthetic", "data": "synthetic (not real faces)", "profile": "test", "standins": ["none"]}
+
+
+class FakeCache(SimpleNamespace):
+    """The FaceCache attributes evaluate.py reads, and .subset(split)."""
+
+    def subset(self, split):
+        m = self.split == split
+        return FakeCache(**{k: (v[m] if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()})
+
+
+def _cache(subjects=("A", "B", "C"), train=("T",), seqs=(1, 5), per=2, seed=0):
+    """Per subject and sequence: `per` neutral frames then `per` peak frames of label `seq`.
+    Images: a subject-coloured disc with noise; landmarks: a subject's random layout, moved a little."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:S, :S]
+    cols = dict(images=[], landmarks=[], labels=[], subjects=[], sequences=[], frames=[], split=[])
+    for si, s in enumerate(list(subjects) + list(train)):
+        base = rng.uniform(5, S - 6, (68, 2))
+        colour = rng.uniform(40, 220, 3)
+        for q in seqs:
+            for f in range(2 * per):
+                peak = f >= per
+                lm = base + (rng.normal(0, 0.8, (68, 2)) if peak else 0) + rng.normal(0, 0.1, (68, 2))
+                disc = ((xx - S / 2) ** 2 + (yy - S / 2) ** 2 < (S / 3) ** 2)[..., None]
+                img = np.where(disc, colour, 255 - colour) + rng.normal(0, 12, (S, S, 3)) + (30 * q if peak else 0)
+                cols["images"].append(np.clip(img, 0, 255).astype(np.uint8))
+                cols["landmarks"].append(lm.astype(np.float32))
+                cols["labels"].append(q if peak else 0)
+                cols["subjects"].append(s)
+                cols["sequences"].append(f"{q:03d}")
+                cols["frames"].append(f + 1)
+                cols["split"].append("train" if s in train else "val")
+    return FakeCache(**{k: np.stack(v) if k in ("images", "landmarks") else np.array(v) for k, v in cols.items()},
+                     meta={"dataset": "fake"})
+
+
+class MeanColour:
+    """A cheap recogniser for the identity maths: mean colour inside / outside the disc."""
+    name = "meancolour"
+    provenance = "test recogniser (mean colours)"
+    last_stats = {}
+
+    def embed(self, images):
+        a = np.asarray(images, np.float64)
+        c = a[:, S // 3:2 * S // 3, S // 3:2 * S // 3].mean((1, 2))
+        return np.concatenate([c - 128, a[:, :3, :3].mean((1, 2)) - 128], axis=1)
+
+
+@pytest.fixture(scope="module")
+def cache():
+    return _cache()
+
+
+@pytest.fixture(scope="module")
+def G():
+    torch.manual_seed(0)
+    return nets.build_generator(MODEL).eval()
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return Config(model=MODEL, eval=EvalConfig(fid_features="dlib-standin", kid_subset_size=6, kid_subsets=4,
+                                               max_pairs=10))
+
+
+@pytest.fixture(scope="module")
+def ev(cache, G, cfg):
+    return evaluate.evaluation_set(cache, G, max_pairs=cfg.eval.max_pairs, seed=0, weights="untrained test G",
+                                   log=lambda *a: None)
+
+
+def _read(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_methods_share_one_call_shape(cache, G):
+    fns = evaluate.methods(G)
+    assert list(fns) == [evaluate.COPY, evaluate.WARP, evaluate.OURS]
+    i, j = np.array([0, 1]), np.array([2, 3])
+    args = (cache.images[i], cache.landmarks[i], cache.landmarks[j], cache.labels[j])
+    outs = {m: fn(*args) for m, fn in fns.items()}
+    for m, out in outs.items():
+        assert out.shape == (2, S, S, 3) and out.dtype == np.uint8, m
+    np.testing.assert_array_equal(outs[evaluate.COPY], cache.images[i])
+    assert list(evaluate.methods()) == [evaluate.COPY, evaluate.WARP]
+
+
+def test_evaluation_set_is_validation_same_subject_and_reused_from_store(cache, G, ev, tmp_path):
+    assert ev.n == 10 and ev.n_all_pairs == 3 * 8 * 7
+    assert set(ev.fakes) == {evaluate.COPY, evaluate.WARP, evaluate.OURS}
+    assert all(cache.split[i] == "val" and cache.split[j] == "val" for i, j in zip(ev.src_idx, ev.tgt_idx))
+    np.testing.assert_array_equal(cache.subjects[ev.src_idx], ev.ids)
+    np.testing.assert_array_equal(ev.real, cache.images[ev.tgt_idx])
+    np.testing.assert_array_equal(ev.target_landmarks, cache.landmarks[ev.tgt_idx])
+    store, said = tmp_path / "fakes.npz", []
+    first = evaluate.evaluation_set(cache, G, max_pairs=3, store=store, log=said.append)
+    again = evaluate.evaluation_set(cache, G, max_pairs=3, store=store, log=said.append)
+    assert not first.reused and again.reused and "reusing" in said[-1]
+    for m in first.fakes:
+        np.testing.assert_array_equal(first.fakes[m], again.fakes[m])
+    torch.manual_seed(1)
+    other = evaluate.evaluation_set(cache, nets.build_generator(MODEL).eval(), max_pairs=3, store=store,
+                                    log=said.append)
+    assert not other.reused, "other weights must not reuse the stored fakes"
+
+
+def test_table5_rows_columns_paper_and_standin_names(ev, cfg, tmp_path):
+    from skimage.metrics import peak_signal_noise_ratio
+    rows = evaluate.table5_quality(ev, cfg, tmp_path, PROV)
+    csv_rows = _read(tmp_path / "table5.csv")
+    assert (tmp_path / "table5.md").is_file()
+    methods = [r["method"] for r in csv_rows]
+    assert methods[:3] == [evaluate.COPY, evaluate.WARP, evaluate.OURS]
+    assert {"GAFP-GAN", "GC-GAN", "CDAAE"} <= set(methods)
+    cols = csv_rows[0].keys()
+    # the stand-in is named as such, never FID; the paper's FID has its own column
+    assert "ours: FD-dlib" in cols and "ours: KID-dlib" in cols and "ours: FID" not in cols
+    assert {"paper: PSNR", "paper: SSIM", "paper: FID", "SSIM (skimage 7x7)", "SSIM (Wang, Gaussian 1.5)",
+            "landmark NME (inter-ocular)", "data", "profile", "weights", "N"} <= set(cols)
+    by = {r["method"]: r for r in csv_rows}
+    assert float(by[evaluate.OURS]["paper: FID"]) == TABLE5_QUALITY["our method"]["FID"]
+    assert by[evaluate.COPY]["paper: FID"] == "" and by["GC-GAN"]["source"] == evaluate.PAPER_ONLY
+    assert float(by["CDAAE"]["paper: PSNR"]) == TABLE5_QUALITY["CDAAE"]["PSNR"]
+    for r in csv_rows:
+        assert all(r[c] != "" for c in ("data", "profile", "weights", "N")), r
+    for m in (evaluate.COPY, evaluate.WARP, evaluate.OURS):
+        assert by[m]["N"] == str(ev.n) and by[m]["data"] == "synthetic (not real faces)"
+    # copy source: PSNR(source, target), computed independently
+    ref = np.mean([peak_signal_noise_ratio(t, s, data_range=255) for s, t in zip(ev.source, ev.real)])
+    copy = next(r for r in rows if r["method"] == evaluate.COPY)
+    assert copy["PSNR (dB)"] == pytest.approx(ref, abs=1e-4)
+    assert all(math.isfinite(float(by[m]["ours: FD-dlib"])) for m in (evaluate.COPY, evaluate.OURS))
+
+
+def test_table5_names_the_column_after_the_metric(ev, cfg, tmp_path, monkeypatch):
+    """With Inception features the column is 'ours: FID' (a cheap extractor stands in for the network)."""
+    from lmexpr_nb.metrics import fid
+    monkeypatch.setattr(fid, "_extractor", lambda c, d, b: (MeanColour().embed, "FID", "KID", "test"))
+    evaluate.table5_quality(ev, cfg.updated({"eval": {"fid_features": "inception"}}), tmp_path, PROV,
+                            landmark_error=False)
+    cols = _read(tmp_path / "table5.csv")[0].keys()
+    assert "ours: FID" in cols and "ours: FD-dlib" not in cols and "paper: FID" in cols
+
+
+def test_table6_protocol_rows_and_paper_columns(ev, cache, cfg, tmp_path):
+    rows = evaluate.table6_identity(ev, cache, cfg, tmp_path, PROV, recognisers=[("meancolour", MeanColour())])
+    csv_rows = _read(tmp_path / "table6.csv")
+    assert "Gallery: one real image per val subject" in (tmp_path / "table6.md").read_text()
+    ours = [r for r in rows if r["source"] == evaluate.THIS_RUN]
+    assert [r["method"] for r in ours] == ["original", evaluate.COPY, evaluate.WARP, evaluate.OURS]
+    gallery = evaluate.identity_gallery(cache)
+    assert len(gallery) == 3 and all(cache.labels[g] == 0 and cache.frames[g] == 1 for g in gallery)
+    keep = ~np.isin(ev.src_idx, gallery) & ~np.isin(ev.tgt_idx, gallery)
+    for r in ours:
+        assert r["N"] == keep.sum() == r["genuine pairs"]
+        assert r["impostor pairs"] == 2 * keep.sum() and "< 1000" in r["warning"]
+        assert 0 <= r["Rank-1 (%)"] <= 100
+    by = {r["method"]: r for r in csv_rows}
+    assert float(by["original"]["paper VGG-Face: TAR@FAR=1%"]) == TABLE6_IDENTITY["original"]["VGG-Face"][1]
+    assert float(by[evaluate.OURS]["paper Light CNN: Rank-1"]) == TABLE6_IDENTITY["our method"]["Light CNN"][0]
+    assert by[evaluate.COPY]["paper Light CNN: Rank-1"] == ""
+    assert by["C-GAN"]["source"] == evaluate.PAPER_ONLY and by["ExprGAN"]["N"] == "not printed"
+    assert all(r[c] != "" for r in csv_rows for c in ("data", "profile", "weights", "N"))
+    assert set(evaluate.numbers(rows)) == {f"meancolour/{m}" for m in by if by[m]["source"] == evaluate.THIS_RUN}
+
+
+def test_table6_optional_recogniser_without_weights_is_a_skipped_row(ev, cache, cfg, tmp_path):
+    c = cfg.updated({"eval": {"recognisers": [], "lightcnn_weights": str(tmp_path / "no.pth"),
+                              "vggface_weights": str(tmp_path / "no_vgg.pth")}})
+    said = []
+    rows = evaluate.table6_identity(ev, cache, c, tmp_path, PROV, log=said.append)
+    skipped = [r for r in rows if r["source"] == "skipped"]
+    assert [r["recogniser"] for r in skipped] == ["lightcnn", "vggface"]
+    assert "no.pth does not exist" in skipped[0]["note"] and len(said) == 2
+    required = cfg.updated({"eval": {"recognisers": ["lightcnn"], "lightcnn_weights": str(tmp_path / "no.pth")}})
+    with pytest.raises(MissingWeightsError, match="no.pth"):
+        evaluate.table6_identity(ev, cache, required, tmp_path, PROV, log=said.append)
+
+
+def test_figures_are_written(cache, G, tmp_path):
+    import matplotlib.pyplot as plt
+    _, info = evaluate.figure_same_identity(cache, G, tmp_path / "fig9_same_identity.png", PROV, n_subjects=2)
+    assert info["columns"] == ["anger", "happy"] and len(info["subjects"]) == 2
+    _, ex = evaluate.figure_landmark_transfer(cache, G, tmp_path / "fig8_landmark_transfer.png", PROV, n_examples=3)
+    subj = cache.subjects
+    assert all(subj[a] != subj[b] and cache.labels[a] == 0 and cache.labels[b] != 0 for a, b in ex)
+    _, pairs = evaluate.figure_comparison(cache, G, tmp_path / "fig7_comparison.png", PROV, n_examples=3)
+    assert all(subj[a] == subj[b] for a, b in pairs)
+    plt.close("all")
+    for name in ("fig9_same_identity", "fig8_landmark_transfer", "fig7_comparison"):
+        p = tmp_path / f"{name}.png"
+        assert p.is_file() and p.stat().st_size > 1000
+
+
+def test_align_landmarks_recovers_a_similarity_transform():
+    rng = np.random.default_rng(3)
+    donor = rng.uniform(0, 60, (68, 2))
+    a = 0.3
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    ref = donor @ rot.T * 0.7 + [5.0, -2.0]
+    np.testing.assert_allclose(evaluate.align_landmarks(donor, ref), ref, atol=1e-4)
+
+
+def test_no_checkpoint_stops_with_one_line_message(tmp_path):
+    ctx = SimpleNamespace(checkpoint=tmp_path / "train" / "checkpoints" / "last.pt", profile="smoke")
+    with pytest.raises(evaluate.NoTrainedModel, match="run notebooks/03_training.ipynb first") as e:
+        evaluate.trained_generator(ctx)
+    assert "\n" not in str(e.value)
