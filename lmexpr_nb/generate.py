@@ -86,21 +86,12 @@ def evaluation_pairs(cache, split: str = "val", max_pairs: int = 0, seed: int = 
     """Same-identity (source, target) index pairs for evaluation (paper Sec. IV-C, Fig. 9): every
     ordered pair of distinct frames of one subject [PATN's test list], seeded subsample to
     `max_pairs` when > 0. Indices refer to `cache` (not to the split subset)."""
-    split_arr = np.asarray(cache.split)
-    subjects = np.asarray(cache.subjects)
-    src, tgt = [], []
-    for s in sorted(set(subjects[split_arr == split])):
-        idx = np.flatnonzero((subjects == s) & (split_arr == split))
-        a, b = np.meshgrid(idx, idx, indexing="ij")
-        keep = a != b
-        src.append(a[keep]), tgt.append(b[keep])
-    if not src:
+    from .data.pairs import same_subject_pairs, subsample
+    rows = np.flatnonzero(np.asarray(cache.split) == split)
+    if rows.size == 0:
         raise ValueError(f"no {split} frames in the cache")
-    src, tgt = np.concatenate(src), np.concatenate(tgt)
-    if 0 < max_pairs < len(src):
-        pick = np.sort(np.random.default_rng(seed).choice(len(src), max_pairs, replace=False))
-        src, tgt = src[pick], tgt[pick]
-    return src, tgt
+    pairs = rows[subsample(same_subject_pairs(np.asarray(cache.subjects)[rows]), max_pairs, seed)]
+    return pairs[:, 0], pairs[:, 1]
 
 
 def synthesize_pairs(G, cache, src_idx, tgt_idx, cfg: ModelConfig, **kw) -> np.ndarray:

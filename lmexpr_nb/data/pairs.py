@@ -26,6 +26,29 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 
+def same_subject_pairs(subjects) -> np.ndarray:
+    """(P, 2) int64 rows (source, target): every ordered pair of distinct rows of the same subject
+    [PATN's pair list], ordered by subject, then source, then target."""
+    subjects = np.asarray(subjects).astype(str)
+    by_subject: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(subjects):
+        by_subject[s].append(i)
+    pairs = []
+    for s in sorted(by_subject):
+        rows = np.asarray(by_subject[s], dtype=np.int64)
+        src, tgt = np.meshgrid(rows, rows, indexing="ij")
+        keep = src != tgt
+        pairs.append(np.stack([src[keep], tgt[keep]], axis=1))
+    return np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+
+
+def subsample(pairs: np.ndarray, max_pairs: int | None, seed: int) -> np.ndarray:
+    """A seeded subset of `max_pairs` rows in their original order (all rows when 0/None/enough)."""
+    if max_pairs is not None and 0 < max_pairs < len(pairs):
+        return pairs[np.sort(np.random.default_rng(seed).choice(len(pairs), size=max_pairs, replace=False))]
+    return pairs
+
+
 def _subset(cache, split: str | None):
     if split is None or split == "all":
         return cache
@@ -47,23 +70,11 @@ class PairDataset(Dataset):
         self.cache = _subset(cache, split)
         self.split = split
         subjects = np.asarray(self.cache.subjects).astype(str)
-        by_subject: dict[str, list[int]] = defaultdict(list)
-        for i, s in enumerate(subjects):
-            by_subject[s].append(i)
-        pairs = []
-        for s in sorted(by_subject):
-            rows = np.asarray(by_subject[s], dtype=np.int64)
-            if len(rows) < 2:
-                continue
-            src, tgt = np.meshgrid(rows, rows, indexing="ij")
-            keep = src != tgt
-            pairs.append(np.stack([src[keep], tgt[keep]], axis=1))
-        self.pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+        self.pairs = same_subject_pairs(subjects)
         self.total_pairs = len(self.pairs)
-        if max_pairs is not None and 0 < max_pairs < len(self.pairs):
-            keep = np.sort(np.random.default_rng(seed).choice(len(self.pairs), size=max_pairs, replace=False))
-            self.pairs = self.pairs[keep]
-        self.subjects = sorted(s for s, r in by_subject.items() if len(r) >= 2)
+        self.pairs = subsample(self.pairs, max_pairs, seed)
+        names, counts = np.unique(subjects, return_counts=True)
+        self.subjects = sorted(names[counts >= 2].tolist())
 
     def __len__(self) -> int:
         return len(self.pairs)
