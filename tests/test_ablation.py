@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from lmexpr_nb import ablation
 from lmexpr_nb import train as train_mod
@@ -65,13 +64,6 @@ def tiny_cfg(steps=2):
                   "num_workers": 0, "device": "cpu", "deterministic": True},
         "eval": {"fid_features": "dlib-standin", "kid_subset_size": 4, "kid_subsets": 5}})
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,6 @@ PAPER = ModelConfig()
 TINY = ModelConfig(image_size=32, ngf=8, ndf=8, n_blocks=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny convs on a shared 2-core CPU: OpenMP with 2 threads spins and runs ~10x slower than 1.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny(**kw) -> ModelConfig:
     return dataclasses.replace(TINY, **kw)

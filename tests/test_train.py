@@ -16,14 +16,6 @@ from lmexpr_nb.config import load_profile
 from lmexpr_nb.data.pairs import PairDataset, PairStream
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny convs on a shared 2-core CPU: one thread is faster, and repeatable
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # --------------------------------------------------------------------------------------
 # An in-memory stand-in with the shape of data.cache.FaceCache

@@ -97,7 +97,16 @@ def read_ckplus(root, cfg: DataConfig | None = None) -> ReadResult:
     return out
 
 
-OULU_EXPRESSIONS = ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise")
+def _expression_folders(base: Path, out: ReadResult):
+    """(subject dir, expression dir, label) for base/<subject>/<expression>/; folders with an
+    unknown expression name are recorded as skips in `out`."""
+    for subj in sorted(p for p in base.iterdir() if p.is_dir()):
+        for expr in sorted(p for p in subj.iterdir() if p.is_dir()):
+            try:
+                yield subj, expr, class_index(expr.name)
+            except ValueError:
+                out.skipped.append({"path": str(expr), "reason": f"unknown expression folder {expr.name!r}"})
+
 
 
 def read_oulu(root, cfg: DataConfig | None = None) -> ReadResult:
@@ -112,16 +121,10 @@ def read_oulu(root, cfg: DataConfig | None = None) -> ReadResult:
         raise ValueError(f"no {cfg.oulu_camera}/{cfg.oulu_illumination}/ under {root / 'OriginalImg'} "
                          f"(camera VL|NI, illumination Strong|Weak|Dark)")
     out = ReadResult([], [], "oulu", (root / SYNTHETIC_MARKER).is_file())
-    for subj in sorted(p for p in base.iterdir() if p.is_dir()):
-        for expr in sorted(p for p in subj.iterdir() if p.is_dir()):
-            try:
-                label = class_index(expr.name)
-            except ValueError:
-                out.skipped.append({"path": str(expr), "reason": f"unknown expression folder {expr.name!r}"})
-                continue
-            for _, p, peak in first_last(_images(expr), cfg.first_k, cfg.last_k):
-                out.records.append(Record("oulu", subj.name, expr.name, _frame_number(p), p, label if peak else 0,
-                                          None, out.synthetic))
+    for subj, expr, label in _expression_folders(base, out):
+        for _, p, peak in first_last(_images(expr), cfg.first_k, cfg.last_k):
+            out.records.append(Record("oulu", subj.name, expr.name, _frame_number(p), p, label if peak else 0,
+                                      None, out.synthetic))
     if not out.records:
         raise ValueError(f"no Oulu-CASIA sequences under {base}")
     return out
@@ -133,15 +136,9 @@ def read_folder(root, cfg: DataConfig | None = None) -> ReadResult:
     if not root.is_dir():
         raise ValueError(f"folder dataset root {root} does not exist")
     out = ReadResult([], [], "folder", (root / SYNTHETIC_MARKER).is_file())
-    for subj in sorted(p for p in root.iterdir() if p.is_dir()):
-        for expr in sorted(p for p in subj.iterdir() if p.is_dir()):
-            try:
-                label = class_index(expr.name)
-            except ValueError:
-                out.skipped.append({"path": str(expr), "reason": f"unknown expression folder {expr.name!r}"})
-                continue
-            for i, p in enumerate(_images(expr)):
-                out.records.append(Record("folder", subj.name, expr.name, i, p, label, None, out.synthetic))
+    for subj, expr, label in _expression_folders(root, out):
+        for i, p in enumerate(_images(expr)):
+            out.records.append(Record("folder", subj.name, expr.name, i, p, label, None, out.synthetic))
     if not out.records:
         raise ValueError(f"no images under {root} in the layout <subject>/<expression>/<image> "
                          f"(expressions: {', '.join(CLASSES)})")
