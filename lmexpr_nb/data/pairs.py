@@ -42,6 +42,39 @@ def same_subject_pairs(subjects) -> np.ndarray:
     return np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
 
 
+def neutral_expression_pairs(subjects, labels, neutral_label: int = 0) -> np.ndarray:
+    """(P, 2) int64 rows (source, target) of the expression-transfer protocol (paper Fig. 9): source
+    = one of a subject's neutral frames (label `neutral_label`: the first frames of its sequences),
+    target = one of the same subject's peak frames of an expression (any other label); every such
+    pair, ordered by subject, then source, then target. Subjects without both kinds give none."""
+    subjects = np.asarray(subjects).astype(str)
+    labels = np.asarray(labels)
+    if len(subjects) != len(labels):
+        raise ValueError(f"{len(subjects)} subjects but {len(labels)} labels")
+    pairs = []
+    for s in sorted(set(subjects.tolist())):
+        mine = subjects == s
+        src = np.flatnonzero(mine & (labels == neutral_label))
+        tgt = np.flatnonzero(mine & (labels != neutral_label))
+        if src.size and tgt.size:
+            a, b = np.meshgrid(src, tgt, indexing="ij")
+            pairs.append(np.stack([a.ravel(), b.ravel()], axis=1).astype(np.int64))
+    return np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+
+
+PROTOCOLS = ("neutral-to-expression", "all-ordered-pairs")
+
+
+def protocol_pairs(subjects, labels, protocol: str = "neutral-to-expression") -> np.ndarray:
+    """The pair list of a named protocol: "neutral-to-expression" (the paper's Fig. 9 task, the
+    kit's primary evaluation protocol) or "all-ordered-pairs" (PATN's list, same_subject_pairs)."""
+    if protocol == "neutral-to-expression":
+        return neutral_expression_pairs(subjects, labels)
+    if protocol == "all-ordered-pairs":
+        return same_subject_pairs(subjects)
+    raise ValueError(f"unknown pair protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+
+
 def subsample(pairs: np.ndarray, max_pairs: int | None, seed: int) -> np.ndarray:
     """A seeded subset of `max_pairs` rows in their original order (all rows when 0/None/enough)."""
     if max_pairs is not None and 0 < max_pairs < len(pairs):
