@@ -75,6 +75,9 @@ class TrainConfig:
     beta1: float = 0.5               # [PATN]
     beta2: float = 0.999             # [PATN]
     lr_decay_start: float = 0.5      # [PATN] constant lr, then linear decay to 0 from this fraction of steps
+    pairs: str = "all-ordered-pairs"  # [PATN] training pair list; "neutral-to-expression": the Fig. 9 task only
+    gan_start: float = 0.0           # fraction of steps trained without the GAN term (and without D updates):
+                                     # an L1/perceptual warm-up, Sec. III-B's "converge at the beginning"; 0 = paper
     seed: int = 0
     checkpoint_every: int = 1000
     sample_every: int = 1000

@@ -5,11 +5,18 @@ at image resolution. The Gaussian is separable, so we build it as an outer produ
 two 1-D profiles: O(K * S) exps instead of O(K * S^2), cheap enough to make on the fly
 (on the GPU during training) instead of caching 68 x 128 x 128 floats per frame.
 Landmarks outside the image simply give a (partly) empty channel.
+
+Each 1-D profile is cut to exactly 0 where it falls below TAIL = 1e-4 (beyond 4.29 sigma), so a
+map differs from the exact Gaussian by less than 1e-4 of its peak, and no value is a denormal
+float: the untruncated tails (products of two tiny exps) are denormals over most of the image,
+and CPU convolutions over denormals ran 3.2x slower (a smoke training step: 2.2 s -> 0.69 s).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+TAIL = 1e-4
 
 
 def landmark_heatmaps(landmarks, size: int, sigma: float) -> torch.Tensor:
@@ -31,5 +38,7 @@ def landmark_heatmaps(landmarks, size: int, sigma: float) -> torch.Tensor:
     inv = 1.0 / (2.0 * sigma * sigma)
     gx = torch.exp(-(grid[None, None, :] - lm[..., 0:1]) ** 2 * inv)  # (B, K, S) over columns
     gy = torch.exp(-(grid[None, None, :] - lm[..., 1:2]) ** 2 * inv)  # (B, K, S) over rows
+    gx = gx * (gx >= TAIL)
+    gy = gy * (gy >= TAIL)
     maps = gy[..., :, None] * gx[..., None, :]                         # (B, K, S, S)
     return maps[0] if squeeze else maps

@@ -240,9 +240,21 @@ def generator_loss(fake: torch.Tensor, target: torch.Tensor, source: torch.Tenso
     L_GAN = 0.5 (BCE(D_image(fake || source), 1) + BCE(D_geometry(fake || target_hm), 1)) [PATN].
     With joint_batch (default: when the Ds have BN before the sigmoid) each D sees
     (real || fake) as one batch, as in the D step, and the fake half is scored.
-    `perceptual` may be None only when cfg.lambda_perceptual is 0.
+    `perceptual` may be None only when cfg.lambda_perceptual is 0, and the discriminators only when
+    cfg.lambda_gan is 0 (the GAN terms are then 0 and nothing is asked of any D).
     Returns {"total", "gan", "gan_image", "gan_geometry", "perceptual", "pixel"} (0-dim tensors;
     "total" carries the graph)."""
+    if d_image is None or d_geometry is None:
+        if cfg.lambda_gan:
+            raise ValueError("cfg.lambda_gan is not 0: give both discriminators")
+        zero = torch.zeros((), device=fake.device)
+        pix = pixel_loss(fake, target)
+        per = perceptual(fake, target) if perceptual is not None else zero
+        if perceptual is None and cfg.lambda_perceptual:
+            raise ValueError("cfg.lambda_perceptual is not 0: give a PerceptualLoss")
+        total = cfg.lambda_perceptual * per + cfg.lambda_pixel * pix
+        return {"total": total, "gan": zero, "gan_image": zero, "gan_geometry": zero, "perceptual": per,
+                "pixel": pix}
     fake_i, fake_g = discriminator_inputs(fake, source, target_heatmaps)
     real_i = real_g = None
     jb_i = _bn_before_sigmoid(d_image) if joint_batch is None else joint_batch

@@ -69,6 +69,20 @@ def lr_at(step: int, cfg) -> float:
     return float(cfg.lr) * max(total - step, 0) / (total - start)
 
 
+def gan_on(step: int, cfg) -> bool:
+    """Is the GAN term (and so the discriminators' update) on at (0-based) `step`? Off for the
+    first `gan_start` fraction of cfg.steps (an L1/perceptual warm-up), and never when
+    loss.lambda_gan is 0 (then the discriminators are not trained at all: no time wasted)."""
+    if not cfg.loss.lambda_gan:
+        return False
+    return step >= int(round(float(cfg.train.gan_start) * max(int(cfg.train.steps), 1)))
+
+
+def training_pairs(cache, cfg: Config, max_pairs: int | None = None):
+    """The training split's pair list by cfg.train.pairs (data.pairs.protocol_pairs)."""
+    return PairDataset(cache, "train", max_pairs=max_pairs, seed=cfg.train.seed, protocol=cfg.train.pairs)
+
+
 def resolve_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:
     name = name or "auto"
     if name == "auto":
@@ -150,6 +164,11 @@ def setup_distributed(device_name: str | None = "auto") -> DistInfo:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, initialised_here=True)
+
+
+def _without_gan(loss_cfg):
+    import dataclasses
+    return dataclasses.replace(loss_cfg, lambda_gan=0.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -255,26 +274,35 @@ class TrainCore:
                 group["lr"] = lr
         src, tgt, hm_s, hm_t, label = self.inputs(batch)
 
+        use_gan = gan_on(step_index, self.cfg)
+        loss_cfg = self.cfg.loss if use_gan else _without_gan(self.cfg.loss)
+
         # G step: Ds frozen (their BN statistics still update, as in PATN)
         set_requires_grad(self.d_image, False)
         set_requires_grad(self.d_geometry, False)
         with self.autocast():
             fake = self.g_run(src, hm_s, hm_t, label)
-            g = generator_loss(fake, tgt, src, hm_t, self.di_frozen, self.dg_frozen, self.perceptual, self.cfg.loss)
+            g = generator_loss(fake, tgt, src, hm_t, self.di_frozen if use_gan else None,
+                               self.dg_frozen if use_gan else None,
+                               self.perceptual if loss_cfg.lambda_perceptual else None, loss_cfg)
         self.opt_g.zero_grad(set_to_none=True)
         g["total"].backward()
         self.opt_g.step()
 
-        # D step: both discriminators on (real target, detached fake)
-        set_requires_grad(self.d_image, True)
-        set_requires_grad(self.d_geometry, True)
-        with self.autocast():
-            d = discriminator_losses(self.di_run, self.dg_run, tgt, fake, src, hm_t)
-        self.opt_d_image.zero_grad(set_to_none=True)
-        self.opt_d_geometry.zero_grad(set_to_none=True)
-        d["total"].backward()
-        self.opt_d_image.step()
-        self.opt_d_geometry.step()
+        if use_gan:
+            # D step: both discriminators on (real target, detached fake)
+            set_requires_grad(self.d_image, True)
+            set_requires_grad(self.d_geometry, True)
+            with self.autocast():
+                d = discriminator_losses(self.di_run, self.dg_run, tgt, fake, src, hm_t)
+            self.opt_d_image.zero_grad(set_to_none=True)
+            self.opt_d_geometry.zero_grad(set_to_none=True)
+            d["total"].backward()
+            self.opt_d_image.step()
+            self.opt_d_geometry.step()
+        else:
+            zero = torch.zeros((), device=fake.device)
+            d = {"d_image": zero, "d_geometry": zero}
 
         return torch.stack([g[t].detach().float() for t in G_TERMS]
                            + [d["d_image"].detach().float(), d["d_geometry"].detach().float()])
@@ -384,6 +412,8 @@ class Trainer:
 
     # -- helpers -----------------------------------------------------------------------
     def _pairs(self, split, max_pairs=None):
+        if split == "train":
+            return training_pairs(self.cache, self.cfg, max_pairs)
         return PairDataset(self.cache, split, max_pairs=max_pairs, seed=self.cfg.train.seed)
 
     def _say(self, msg: str) -> None:

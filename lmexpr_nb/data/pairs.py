@@ -89,7 +89,8 @@ def _subset(cache, split: str | None):
 
 
 class PairDataset(Dataset):
-    """All ordered (source, target) frame pairs of the same subject, source != target.
+    """(source, target) frame pairs of the same subject: by default all ordered pairs, source !=
+    target [PATN]; `protocol` picks another pair rule of protocol_pairs.
 
     Items: {"source", "target": (3, S, S) float32 in [-1, 1]; "source_landmarks",
     "target_landmarks": (68, 2) float32 crop-pixel (x, y); "source_label", "target_label":
@@ -99,11 +100,13 @@ class PairDataset(Dataset):
     `__getitems__` gathers a whole batch at once (DataLoader uses it when present).
     """
 
-    def __init__(self, cache, split: str | None = "train", max_pairs: int | None = None, seed: int = 0):
+    def __init__(self, cache, split: str | None = "train", max_pairs: int | None = None, seed: int = 0,
+                 protocol: str = "all-ordered-pairs"):
         self.cache = _subset(cache, split)
         self.split = split
+        self.protocol = protocol
         subjects = np.asarray(self.cache.subjects).astype(str)
-        self.pairs = same_subject_pairs(subjects)
+        self.pairs = protocol_pairs(subjects, np.asarray(self.cache.labels), protocol)
         self.total_pairs = len(self.pairs)
         self.pairs = subsample(self.pairs, max_pairs, seed)
         names, counts = np.unique(subjects, return_counts=True)
@@ -113,7 +116,7 @@ class PairDataset(Dataset):
         return len(self.pairs)
 
     def __repr__(self) -> str:
-        return (f"PairDataset(split={self.split!r}, frames={len(self.cache)}, subjects={len(self.subjects)}, "
+        return (f"PairDataset(split={self.split!r}, protocol={self.protocol!r}, frames={len(self.cache)}, subjects={len(self.subjects)}, "
                 f"pairs={len(self)} of {self.total_pairs})")
 
     def _gather(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
