@@ -121,6 +121,28 @@ class Config:
     def updated(self, overrides: dict | None) -> "Config":
         return _update(copy.deepcopy(self), overrides or {})
 
+    def recipe_differences(self) -> list[str]:
+        """Every recipe setting (model, loss, train) where this config differs from the paper
+        profile's, as "section.key=value (paper: value)"; bookkeeping settings (logging, devices,
+        workers, seeds) are left out. [] for the paper's configuration."""
+        paper = load_profile("paper")
+        out = []
+        for section in ("model", "loss", "train"):
+            mine, ref = getattr(self, section), getattr(paper, section)
+            for f in fields(mine):
+                if (section, f.name) in NOT_RECIPE:
+                    continue
+                a, b = getattr(mine, f.name), getattr(ref, f.name)
+                if a != b:
+                    out.append(f"{section}.{f.name}={a} (paper: {b})")
+        return out
+
+    @property
+    def recipe(self) -> str:
+        """What every output of a run names as its recipe: "paper" or "<profile>: <differences>"."""
+        diffs = self.recipe_differences()
+        return "paper" if not diffs else f"{self.profile} ({'; '.join(diffs)})"
+
     @property
     def uses_standins(self) -> list[str]:
         """Stand-ins this config chose; every output made with it names them."""
@@ -130,6 +152,11 @@ class Config:
         if self.eval.fid_features != "inception":
             out.append("FD-dlib (dlib descriptor) in place of Inception FID")
         return out
+
+
+# settings that change how a run is kept and watched, not what it learns
+NOT_RECIPE = {("train", k) for k in ("checkpoint_every", "sample_every", "log_every", "device", "amp",
+                                      "channels_last", "compile", "num_workers", "deterministic", "seed")}
 
 
 def _update(obj, overrides: dict, where: str = "config"):

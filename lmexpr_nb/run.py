@@ -89,7 +89,7 @@ class NotebookContext:
     def provenance(self, **more) -> dict:
         """The facts every printed number carries: data, profile, weights/stand-ins, sizes."""
         p = {"dataset": self.dataset, "data": "synthetic (not real faces)" if self.synthetic else "real",
-             "profile": self.profile, "standins": self.cfg.uses_standins or ["none"]}
+             "profile": self.profile, "standins": self.cfg.uses_standins or ["none"], "recipe": self.cfg.recipe}
         p.update(more)
         return p
 

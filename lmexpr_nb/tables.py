@@ -1,8 +1,9 @@
 """Write a results table as CSV and Markdown, our numbers beside the paper's, with provenance.
 
 Every row carries the columns that say what made it: `data` (real or synthetic), `profile`,
-`weights` (pretrained or the named stand-in) and `N` (samples behind the number). A row
-without N is refused: an unexplained number is worse than none.
+`weights` (pretrained or the named stand-in), `recipe` ("paper", or the profile and every
+setting where its recipe differs from the paper's, config.Config.recipe) and `N` (samples behind
+the number). A row without N is refused: an unexplained number is worse than none.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from .io import write_text
 from .viz import markdown_table
 
-PROVENANCE_COLUMNS = ("data", "profile", "weights", "N")
+PROVENANCE_COLUMNS = ("data", "profile", "weights", "recipe", "N")
 
 
 def with_provenance(rows: list[dict], provenance: dict) -> list[dict]:
@@ -25,6 +26,7 @@ def with_provenance(rows: list[dict], provenance: dict) -> list[dict]:
         r.setdefault("profile", provenance.get("profile", "?"))
         standins = provenance.get("standins") or ["none"]
         r.setdefault("weights", "pretrained" if standins == ["none"] else "stand-in: " + "; ".join(standins))
+        r.setdefault("recipe", "paper" if str(r["data"]).endswith("(paper)") else provenance.get("recipe", "?"))
         if r.get("N") in (None, ""):
             raise ValueError(f"table row {r} has no N (number of samples behind it)")
         out.append(r)

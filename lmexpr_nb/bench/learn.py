@@ -20,7 +20,8 @@ process CPU time spent in them. The learning-rate schedule is the recipe's (cons
 decay from train.lr_decay_start), laid over the number of steps the budget affords, which is
 estimated from the first steps' speed (or given with --steps).
 
-Writes OUT/NAME.json (every point) and OUT/NAME.png (quality against training seconds), and
+Writes OUT/NAME.json (every point), OUT/NAME.png (quality against training seconds),
+OUT/NAME_samples.png (source | target | generated at the last point, synthetic faces), and
 refreshes OUT/compare.md and OUT/compare.png with every recipe JSON in OUT, side by side.
 """
 from __future__ import annotations
@@ -135,7 +136,21 @@ class Evaluator:
 
     def generator(self, G) -> dict:
         from ..generate import synthesize
-        return self.score(synthesize(G, *self.inputs(), G.cfg))
+        self.last_images = synthesize(G, *self.inputs(), G.cfg)
+        return self.score(self.last_images)
+
+    def sample_grid(self, path: Path, n: int = 8) -> Path:
+        """source | target | generated (last evaluation) for n evenly spread pairs, 2x enlarged."""
+        from PIL import Image
+        pick = np.linspace(0, self.n - 1, min(n, self.n)).round().astype(int)
+        c = self.cache
+        rows = [np.concatenate([c.images[self.src[i]], c.images[self.tgt[i]], self.last_images[i]], axis=1)
+                for i in pick]
+        grid = np.concatenate(rows, axis=0)
+        img = Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img.save(path)
+        return path
 
 
 def learn(cfg, cache, budget: float, points: int, evaluator: Evaluator, steps: int | None = None,
@@ -304,6 +319,7 @@ def bench_main(argv: list[str] | None = None) -> int:
                      "eval_pairs": ev.n, "eval_pairs_all": ev.n_all, "protocol": "neutral-to-expression",
                      "note": "recipe-selection data: a separate synthetic seed, never the smoke run's subjects"})
     write_json(out / f"{name}.json", rec)
+    ev.sample_grid(out / f"{name}_samples.png")
     plot([rec], baselines, out / f"{name}.png", f"bench learn {name}: profile {cfg.profile}, synthetic seed "
          f"{a.synth_seed}, {ev.n} neutral->expression pairs; stand-ins: {', '.join(cfg.uses_standins) or 'none'}")
     print(compare(out))
