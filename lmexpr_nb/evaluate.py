@@ -379,7 +379,8 @@ def table6_identity(evs, cache, cfg, folder, provenance: dict, device=None,
                              "Rank-1 (%)": 100 * s.rank1, "TAR@FAR=1% (%)": 100 * s.tar_far_1,
                              "TAR@FAR=0.1% (%)": 100 * s.tar_far_0_1, "gallery": s.n_gallery,
                              "genuine pairs": s.n_genuine, "impostor pairs": s.n_impostor,
-                             "warning": s.message, **_paper6(m if m in ("original", OURS) else None),
+                             "warning": s.message,
+                             **_paper6(m if m in ("original", OURS) and ev.protocol == PRIMARY else None),
                              "note": ev.weights if m == OURS else ev.notes.get(m, ""), "N": s.n_probes,
                              "weights": getattr(rec, "provenance", rec_name)})
         fallbacks[rec_name] = dict(stats)

@@ -118,7 +118,7 @@ def _block(ev: EvalSet, cfg, device, detector) -> tuple[list[dict], str, str]:
         row.update({fd_col: _num(fd.value), kid_col: _num(kd.value), "KID std": _num(kd.std)})
         if detector is not None:
             row.update(_nme_cols(nme_scores(ev, m, detector)))
-        if m == OURS:
+        if m == OURS and ev.protocol == PRIMARY:       # the paper's numbers beside the primary block only
             row.update(_paper5("our method"))
         identical = int(np.isinf(pix["PSNR (dB)"]).sum())
         row["note"] = "; ".join(x for x in (ev.notes.get(m, ""), "" if m != OURS else ev.weights,
