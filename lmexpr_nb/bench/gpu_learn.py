@@ -28,59 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .gpu_data import synthetic_cache, warp_rows  # noqa: F401  (synthetic_cache: re-exported)
+
 NPZ_LIMIT = 15 * 2**20            # bytes of image arrays in eval.npz (the device returns files of <= 16 MiB)
 SNAPSHOT_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
-
-
-# ----------------------------------------------------------------------------- data
-
-def _render(job):
-    """Worker: one sequence -> [(frame index, crop, crop landmarks, is_peak)] of its first/last frames."""
-    from ..data.readers import first_last
-    from ..data.synthetic import render_sequence
-    from ..landmarks import crop_and_resize, crop_box
-    seed, subject, sequence, frames, size, image_size, margin, first_k, last_k = job
-    rendered = list(render_sequence(seed, subject, sequence, frames, size))
-    out = []
-    for _, (f, img, lm, _), peak in first_last(rendered, first_k, last_k):
-        crop, tr = crop_and_resize(img, crop_box(lm, margin), image_size)
-        out.append((f, crop, tr.apply(lm).astype(np.float32), peak))
-    return out
-
-
-def synthetic_cache(image_size: int, subjects: int = 24, frames: int = 10, size=(640, 490), seed: int = 0,
-                    val_fraction: float = 0.25, workers: int = 1):
-    """A FaceCache of the synthetic default (see the module doc), built in memory without dlib."""
-    from ..config import DataConfig
-    from ..data.cache import FaceCache
-    from ..data.synthetic import EXPRESSIONS, sequence_order
-    from ..preprocess import split_subjects
-    d = DataConfig()
-    jobs = [(seed, s, q, frames, tuple(size), image_size, d.crop_margin, d.first_k, d.last_k)
-            for s in range(1, subjects + 1) for q in range(1, len(EXPRESSIONS) + 1)]
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import get_context
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            results = list(pool.map(_render, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
-    else:
-        results = [_render(j) for j in jobs]
-    cols = {k: [] for k in ("images", "landmarks", "labels", "subjects", "sequences", "frames")}
-    for (_, s, q, *_), res in zip(jobs, results):
-        code = EXPRESSIONS.index(sequence_order(seed, s)[q - 1]) + 1      # CK+ code = kit label
-        for f, crop, lm, peak in res:
-            cols["images"].append(crop), cols["landmarks"].append(lm), cols["labels"].append(code if peak else 0)
-            cols["subjects"].append(f"S{s:03d}"), cols["sequences"].append(f"{q:03d}"), cols["frames"].append(f)
-    val = split_subjects(cols["subjects"], val_fraction, d.split_seed)
-    n = len(cols["labels"])
-    return FaceCache(images=np.stack(cols["images"]), landmarks=np.stack(cols["landmarks"]),
-                     labels=np.asarray(cols["labels"], np.int64), subjects=np.asarray(cols["subjects"]),
-                     sequences=np.asarray(cols["sequences"]), frames=np.asarray(cols["frames"], np.int64),
-                     paths=np.asarray([""] * n), split=np.asarray(["val" if s in val else "train" for s in cols["subjects"]]),
-                     method=np.asarray(["dataset"] * n),
-                     meta={"dataset": "synthetic", "synthetic": True, "image_size": image_size,
-                           "val_subjects": sorted(val), "built": "bench gpu: in memory, generator landmarks (no dlib)",
-                           "subjects": subjects, "frames": frames, "frame_size": list(size)})
 
 
 # ----------------------------------------------------------------------------- training and snapshots
@@ -94,14 +45,6 @@ def _pairs_budget(image_size: int, n_primary: int, n_gallery: int, snapshots: in
     return f, min(m, f)
 
 
-def _warp_rows(images, src_lm, tgt_lm) -> tuple[np.ndarray, np.ndarray]:
-    """Worker: the landmark-warp baseline on a chunk of pairs -> (images, failed)."""
-    from ..evalset import BaselineMethod
-    from ..baselines import warp_to_landmarks
-    fn = BaselineMethod(warp_to_landmarks)
-    return fn(images, src_lm, tgt_lm), fn.failed
-
-
 class _Warps:
     """The warp baseline of the final pairs (it does not depend on the model): on a GPU machine in a
     small process pool while the GPU trains, else in the final step."""
@@ -113,12 +56,12 @@ class _Warps:
             from multiprocessing import get_context
             self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
             k = max(1, -(-len(images) // (2 * workers)))
-            self.futures = [self.pool.submit(_warp_rows, images[i:i + k], src_lm[i:i + k], tgt_lm[i:i + k])
+            self.futures = [self.pool.submit(warp_rows, images[i:i + k], src_lm[i:i + k], tgt_lm[i:i + k])
                             for i in range(0, len(images), k)]
 
     def result(self) -> np.ndarray:
         if self.futures is None:
-            return _warp_rows(*self.args)[0]
+            return warp_rows(*self.args)[0]
         try:
             return np.concatenate([f.result()[0] for f in self.futures])
         finally:
@@ -150,6 +93,9 @@ def learn(cfg, cache, device: torch.device, deadline: float, out_dir: Path, seed
     from ..train import TrainCore
     t_start = time.perf_counter()
     cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
     core = TrainCore(cfg, device, amp=torch.bfloat16 if cuda else None, channels_last=cuda, compile=False)
     ds = PairDataset(cache, "train")
     src, tgt, rows, n_all, _ = union_pairs(cache, ("neutral-to-expression",), 0, seed, "val")
@@ -176,9 +122,9 @@ def learn(cfg, cache, device: torch.device, deadline: float, out_dir: Path, seed
     _pixel(generate(fs[:1], ft[:1]), cache.images[ft[:1]])          # warm-up: first calls, imports
     t_warp = 0.0
     if not workers:
-        _warp_rows(cache.images[fs[:1]], lm[fs[:1]], lm[ft[:1]])
+        warp_rows(cache.images[fs[:1]], lm[fs[:1]], lm[ft[:1]])
         t0 = time.perf_counter()
-        _warp_rows(cache.images[fs[:1]], lm[fs[:1]], lm[ft[:1]])
+        warp_rows(cache.images[fs[:1]], lm[fs[:1]], lm[ft[:1]])
         t_warp = time.perf_counter() - t0
     t0 = time.perf_counter()
     snaps.append(generate(fs[:m], ft[:m]))
