@@ -8,8 +8,9 @@ different seed per rank) after `warmup`, and the check reads back:
   - an all_reduce of (rank + 1) equals world * (world + 1) / 2 (the collective is right);
   - the generator's weights are identical on every rank afterwards (gradients were averaged);
   - img/s per rank and in total, peak GPU memory per rank.
-One rank runs in this process; several are spawned (torch.multiprocessing, spawn) and joined with
-a timeout. Rank 0 writes the JSON.
+On CUDA the ranks are spawned (torch.multiprocessing, spawn; one per GPU, one process even for a
+single GPU) and joined with a timeout, so an NCCL initialisation that hangs cannot stall the whole
+run; on the CPU one gloo rank runs in this process. Rank 0 writes the JSON.
 """
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ def worker(rank: int, world: int, port: int, cfg_dict: dict, batch: int, warmup:
     backend = "nccl" if cuda else "gloo"
     if not cuda:
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    else:
+        os.environ.setdefault("NCCL_DEBUG", "WARN")
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         t = torch.tensor([rank + 1.0], device=device)
@@ -105,9 +108,9 @@ def run_ddp(cfg, batch: int, warmup: int, steps: int, out_json: Path, timeout_s:
     world = torch.cuda.device_count() if cuda else 1
     port = _free_port()
     args = (world, port, cfg.to_dict(), batch, warmup, steps, str(out_json))
-    if world == 1:
+    if not cuda:                 # gloo on the CPU: one rank, in this process (the code path, quickly)
         worker(0, *args)
-    else:
+    else:                        # NCCL in child processes, even for one GPU: a hung init cannot stall the run
         import torch.multiprocessing as mp
         ctx = mp.start_processes(worker, args=args, nprocs=world, join=False, start_method="spawn")
         t_end = time.perf_counter() + timeout_s

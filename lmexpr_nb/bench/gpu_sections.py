@@ -110,8 +110,10 @@ def infer_section(cfg, device: torch.device) -> dict:
     return r
 
 
-def compile_child(cfg, device: torch.device, peak: float | None, mode: str, out_json: Path) -> None:
-    """In a child process: the two torch.compile paths; the JSON is rewritten after each one."""
+def compile_child(cfg, device: torch.device, peak: float | None, mode: str, out_json: Path,
+                  flops: float | None = None) -> None:
+    """In a child process: the two torch.compile paths, inference first (the cheaper compile); the JSON
+    is rewritten after each one, so a timeout during the second keeps the first."""
     from ..nets import build_generator
     from .infer import _reference_outputs, fold_batchnorm, time_path as infer_path
     from .train import _with_flops, count_step_flops, time_path as train_path
@@ -119,18 +121,6 @@ def compile_child(cfg, device: torch.device, peak: float | None, mode: str, out_
 
     def save():
         out_json.write_text(json.dumps(out))
-    try:
-        b = cfg.train.batch_size
-        flops = count_step_flops(cfg, b, device) / b
-        _reset_peak(device)
-        p = _with_flops(train_path(cfg, b, device, amp=torch.bfloat16, channels_last=True, compile=True, warmup=5,
-                                   steps=10), flops, peak)
-        out["train"] = dict(p, status="ok" if p["compile"] else "error: compiled path fell back",
-                            peak_memory_gib=_peak_gib(device))
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        out["train"] = {"status": _err(e)}
-    save()
     try:
         torch.manual_seed(0)
         torch.backends.cudnn.benchmark = True
@@ -142,16 +132,29 @@ def compile_child(cfg, device: torch.device, peak: float | None, mode: str, out_
         p = infer_path("bf16_compile", Gc, cfg.model, device, dtype=torch.bfloat16, channels_last=True,
                        mode="compile", reference=ref, runs=100, warmup=10, batch=64, iters=10)
         out["infer"] = dict(p, status="ok", compile_mode=mode, peak_memory_gib=_peak_gib(device))
+        del G, Gc, ref
     except Exception as e:  # noqa: BLE001
         traceback.print_exc()
         out["infer"] = {"status": _err(e)}
     save()
+    try:
+        b = cfg.train.batch_size
+        flops = flops or count_step_flops(cfg, b, device) / b
+        _reset_peak(device)
+        p = _with_flops(train_path(cfg, b, device, amp=torch.bfloat16, channels_last=True, compile=True, warmup=5,
+                                   steps=10), flops, peak)
+        out["train"] = dict(p, status="ok" if p["compile"] else "error: compiled path fell back",
+                            peak_memory_gib=_peak_gib(device))
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc()
+        out["train"] = {"status": _err(e)}
+    save()
 
 
-def run_compile_child(args, timeout_s: float, tmp: Path) -> dict:
+def run_compile_child(args, timeout_s: float, tmp: Path, flops: float | None = None) -> dict:
     out = tmp / "compile.json"
     cmd = [sys.executable, "-m", "lmexpr_nb.bench.gpu", "--child-compile", str(out), "--config", args.config,
-           "--compile-mode", args.compile_mode, "--device", "cuda"]
+           "--compile-mode", args.compile_mode, "--device", "cuda"] + (["--flops", str(flops)] if flops else [])
     if args.peak_tflops:
         cmd += ["--peak-tflops", str(args.peak_tflops)]
     t0 = time.perf_counter()
