@@ -247,7 +247,8 @@ def bench_gpu(args, say=print) -> dict:
 def bench_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="lmexpr bench gpu", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default="outputs/bench/gpu", help="folder for the (at most 8) result files")
+    ap.add_argument("--out", default=None, help="folder for the (at most 8) result files (default outputs/bench/gpu; "
+                                                "with --finish: where the finished results go, default DIR)")
     ap.add_argument("--device", default="auto", help="auto | cuda | cpu")
     ap.add_argument("--minutes", type=float, default=8.0,
                     help="wall-time budget of the sections (default 8.0: with start-up the call stays under 9 min)")
@@ -280,10 +281,11 @@ def bench_main(argv: list[str] | None = None) -> int:
             return 0
         if a.finish:
             from .gpu_finish import finish
-            finish(Path(a.finish), Path(a.out) if "--out" in argv else None)
+            finish(Path(a.finish), Path(a.out) if a.out else None)
             return 0
         if a.minutes <= 0:
             raise ValueError("--minutes must be > 0")
+        a.out = a.out or "outputs/bench/gpu"
         res = bench_gpu(a)
     except (FileNotFoundError, ValueError, RuntimeError, PermissionError) as e:
         print(f"{prog}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)

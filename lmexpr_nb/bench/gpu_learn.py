@@ -103,7 +103,7 @@ def learn(cfg, cache, device: torch.device, deadline: float, out_dir: Path, seed
     f, m = _pairs_budget(cfg.model.image_size, len(src), len(gallery), len(SNAPSHOT_FRACTIONS))
     if not cuda:
         f, m = min(f, 12), min(m, 6)          # a small CPU: the final step must stay short
-    pick = np.sort(np.random.default_rng(seed).choice(len(src), f, replace=False))
+    pick = np.random.default_rng(seed).choice(len(src), f, replace=False)    # random order: subjects mix
     fs, ft = src[pick], tgt[pick]                 # the final pairs; the first m are the snapshot pairs
     lm = np.asarray(cache.landmarks, np.float32)
     labels = np.asarray(cache.labels)
