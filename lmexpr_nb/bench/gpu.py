@@ -260,7 +260,8 @@ def bench_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile-timeout", type=float, default=180.0, help="seconds for the compile child at most")
     ap.add_argument("--learn-seconds", type=float, default=None,
                     help="at most this many seconds of training in the learning check (default: what the budget leaves)")
-    ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for torch (default: 1 with --device cpu, else torch's choice)")
     ap.add_argument("--finish", metavar="DIR", default=None,
                     help="after a run: add landmark NME and identity (needs dlib) to DIR's results")
     ap.add_argument("--child-compile", default=None, help=argparse.SUPPRESS)
@@ -270,6 +271,8 @@ def bench_main(argv: list[str] | None = None) -> int:
     prog = "lmexpr bench gpu"
     if a.threads:
         torch.set_num_threads(a.threads)
+    elif a.device == "cpu" and not a.finish:
+        torch.set_num_threads(1)      # the tiny CPU check: small convolutions run fastest on one thread
     try:
         if a.child_compile:
             dev = torch.device("cuda")
