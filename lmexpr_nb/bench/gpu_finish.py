@@ -14,7 +14,6 @@ read-only DIR, such as the device tool's download folder, needs --out) and print
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +33,14 @@ def finish(folder: Path, out: Path | None = None, say=print) -> dict:
         raise FileNotFoundError(f"{folder} holds no bench gpu results ({JSON_NAME} and eval.npz): run "
                                 "`python -m lmexpr_nb bench gpu --out DIR` first")
     out = Path(out) if out is not None else folder
-    out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise PermissionError(f"{out} is not writable: give --out DIR for the finished results")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".bench_gpu_write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise PermissionError(f"cannot write to {out} ({e.strerror or e}): give --out DIR for the finished results") \
+            from None
     from ..metrics.identity import identity_summary
     from ..metrics.landmark_error import default_detector
     from ..metrics.recognisers import DlibRecogniser
