@@ -14,10 +14,10 @@ COMMANDS = {
     "preprocess": ("lmexpr_nb.preprocess", "preprocess_main", "dlib detection, crops, landmarks, split -> cache"),
     "train": ("lmexpr_nb.train", "train_main", "train the generator and discriminators"),
     "run": ("lmexpr_nb.run", "run_main", "execute the notebooks headlessly with papermill"),
-    "bench": ("lmexpr_nb.__main__", "bench_main", "benchmarks: preprocess | train | infer | learn"),
+    "bench": ("lmexpr_nb.__main__", "bench_main", "benchmarks: preprocess | train | infer | learn | gpu"),
 }
 BENCHES = {"preprocess": "lmexpr_nb.bench.preprocess", "train": "lmexpr_nb.bench.train",
-           "infer": "lmexpr_nb.bench.infer", "learn": "lmexpr_nb.bench.learn"}
+           "infer": "lmexpr_nb.bench.infer", "learn": "lmexpr_nb.bench.learn", "gpu": "lmexpr_nb.bench.gpu"}
 
 
 def synth_main(argv: list[str] | None = None) -> int:

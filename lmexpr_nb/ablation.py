@@ -11,9 +11,11 @@ label planes before the decoder), never copies of the code.
                                                 same steps, seed and data; resumable, and a
                                                 finished run is reused without touching it
     evaluate_ablation(runs, cache, cfg, ...)    the same validation pairs for every setting
-                                                (and the two free baselines): FID or FD-dlib
-                                                (fid_or_standin, named as reported) with KID
-                                                and its spread, PSNR and SSIM for context
+                                                (and the two free baselines), per pair protocol
+                                                (primary neutral-to-expression, then the secondary
+                                                all-ordered-pairs; evalset): FID or FD-dlib (named
+                                                as reported) with KID and its spread, PSNR and
+                                                SSIM for context
     write_table7(folder, results, provenance)   tables/table7.csv|md, the paper's FID beside
     sample_grid(...)                            the settings side by side on a few pairs
 
@@ -137,65 +139,83 @@ def run_ablation(cfg: Config, cache_dir: str | Path, root: str | Path, steps: in
 
 # ----------------------------------------------------------------------------- evaluation
 
-def _quality(real, fake, cfg, device) -> dict:
-    from .metrics.fid import fid_or_standin
-    from .metrics.psnr_ssim import mean_std, psnr_batch, ssim_batch
-    fd, kd = fid_or_standin(real, fake, cfg.eval, device=device)
-    psnr_m, psnr_s = mean_std(psnr_batch(fake, real))
-    ssim_m, ssim_s = mean_std(ssim_batch(fake, real, "wang"))
-    return {"fd_name": fd.name, "fd": fd.value, "kid_name": kd.name, "kid": kd.value, "kid_std": kd.std,
-            "kid_subset": kd.extra.get("subset_size"), "kid_subsets": kd.extra.get("subsets"),
+def _quality(ev, name: str, cfg, device) -> dict:
+    """FD/KID (features embedded once per generated image of the union) and PSNR/SSIM of one method
+    (setting or baseline) on one protocol's rows."""
+    from .metrics.psnr_ssim import mean_std
+    from .table5 import fd_kid, pixel_scores
+    fd, kd = fd_kid(ev, name, cfg, device)
+    pix = pixel_scores(ev, name)
+    psnr_m, psnr_s = mean_std(pix["PSNR (dB)"])
+    ssim_m, ssim_s = mean_std(pix["SSIM (Wang, Gaussian 1.5)"])
+    return {"protocol": ev.protocol, "fd_name": fd.name, "fd": fd.value, "kid_name": kd.name, "kid": kd.value,
+            "kid_std": kd.std, "kid_subset": kd.extra.get("subset_size"), "kid_subsets": kd.extra.get("subsets"),
             "psnr": psnr_m, "psnr_std": psnr_s, "ssim": ssim_m, "ssim_std": ssim_s,
-            "n": fd.n, "n_real": fd.extra.get("n_real"), "metric_provenance": fd.provenance}
+            "n": fd.n, "n_real": fd.extra.get("n_real"), "n_all_pairs": ev.n_all_pairs,
+            "metric_provenance": fd.provenance}
 
 
 def evaluate_ablation(runs: dict, cache, cfg: Config, max_pairs: int | None = None, seed: int | None = None,
-                      device="auto", baselines: bool = True, log=print) -> dict:
+                      device="auto", baselines: bool = True, protocols=None, log=print) -> dict:
     """Every trained setting (and, with `baselines`, copy-source and the landmark warp) on the
-    same validation pairs: same-identity transfer, generated vs real target frame.
+    same validation pairs: same-identity transfer, generated vs real target frame, for each pair
+    protocol (evalset: the primary neutral-to-expression first, then all-ordered-pairs). Every
+    generator runs once on the union of the protocols' pairs; each protocol scores its rows.
 
-    Returns {"pairs": (src, tgt), "results": [row dicts], "fakes": {setting: uint8 images}}.
+    Returns {"pairs": the primary protocol's (src, tgt), "results": [row dicts, protocol by protocol],
+    "fakes": {setting: uint8 images of the primary pairs}, "sets": {protocol: evalset.EvalSet}}.
     """
     from .checkpoint import last_checkpoint, load_generator
-    from .generate import evaluation_pairs, pick_device, synthesize_pairs
+    from .evalset import PROTOCOLS, EvalSet, PairImages, methods, union_pairs
+    from .generate import pick_device, synthesize_pairs
     max_pairs = cfg.eval.max_pairs if max_pairs is None else max_pairs
     seed = cfg.train.seed if seed is None else seed
     dev = pick_device(cfg.train.device if device == "auto" else device)
-    src, tgt = evaluation_pairs(cache, "val", max_pairs, seed)
-    real = np.asarray(cache.images[tgt])
-    results, fakes = [], {}
+    src, tgt, rows, n_all, skipped = union_pairs(cache, protocols or PROTOCOLS, max_pairs, seed, "val")
+    for p, why in skipped.items():
+        log(f"protocol {p}: skipped ({why})")
+    lms, labels = np.asarray(cache.landmarks, np.float32), np.asarray(cache.labels)
+    u = PairImages(src, tgt, cache.images[src], np.asarray(cache.images[tgt]), np.asarray(cache.subjects)[tgt],
+                   lms[src], lms[tgt], labels[tgt], {}, skipped=skipped, device=str(dev))
+    kinds = {}
     for setting, run in runs.items():
         G, gcfg = load_generator(last_checkpoint(run["dir"]), device=dev)
-        fake = synthesize_pairs(G, cache, src, tgt, gcfg.model)
-        fakes[setting] = fake
-        q = _quality(real, fake, cfg, str(dev))
-        results.append(dict(setting=setting, kind="model", steps=run["steps"], **switches(gcfg.model), **q))
-        log(f"{setting}: {q['fd_name']} {q['fd']:.4g}, {q['kid_name']} {q['kid']:.4g} +- {q['kid_std']:.2g}")
+        u.fakes[setting] = synthesize_pairs(G, cache, src, tgt, gcfg.model)
+        kinds[setting] = dict(kind="model", steps=run["steps"], **switches(gcfg.model))
     if baselines:
-        from .baselines import copy_source, warp_to_landmarks
-        for name, fn in (("copy source", copy_source), ("warp to target landmarks", warp_to_landmarks)):
-            fake = np.stack([fn(cache.images[s], cache.landmarks[s], cache.landmarks[t]) for s, t in zip(src, tgt)])
-            fakes[f"baseline: {name}"] = fake
-            results.append(dict(setting=f"baseline: {name}", kind="baseline", steps=None,
-                                **{"E_ini": "-", "label planes": "-"}, **_quality(real, fake, cfg, str(dev))))
-    return {"pairs": (src, tgt), "results": results, "fakes": fakes}
+        for name, fn in list(methods().items()):
+            key = f"baseline: {name}"
+            u.fakes[key] = fn(u.source, u.source_landmarks, u.target_landmarks, u.target_labels)
+            u.failed[key] = fn.failed
+            kinds[key] = {"kind": "baseline", "steps": None, "E_ini": "-", "label planes": "-"}
+    sets = {p: EvalSet(p, r, n_all[p], u) for p, r in rows.items()}
+    results = []
+    for p, ev in sets.items():
+        for name, kind in kinds.items():
+            q = _quality(ev, name, cfg, str(dev))
+            results.append(dict(setting=name, **kind, **q))
+            log(f"{p}: {name}: {q['fd_name']} {q['fd']:.4g}, {q['kid_name']} {q['kid']:.4g} +- {q['kid_std']:.2g}")
+    first = next(iter(sets.values()))
+    return {"pairs": (first.src_idx, first.tgt_idx), "results": results, "fakes": dict(first.fakes), "sets": sets}
 
 
 # ----------------------------------------------------------------------------- table and figure
 
 def table7_rows(results: list[dict]) -> list[dict]:
-    """One row per setting (paper order) then the baselines; ours named as reported
-    ("ours: FID" or "ours: FD-dlib", as Table 5 does), the paper's FID in its own "paper: FID"
-    column (empty where the paper has none)."""
+    """One row per protocol and setting (paper order) then the baselines, the primary protocol's block
+    first; ours named as reported ("ours: FID" or "ours: FD-dlib", as Table 5 does), the paper's FID in
+    its own "paper: FID" column beside the primary block (empty where the paper has none)."""
+    from .evalset import PRIMARY
     from .paper import TABLE7_ABLATION
     rows = []
     for r in results:
         fd, kid = r["fd_name"], r["kid_name"]
-        row = {"setting": r["setting"], "E_ini": r["E_ini"], "label planes": r["label planes"],
+        protocol = r.get("protocol", PRIMARY)
+        row = {"protocol": protocol, "setting": r["setting"], "E_ini": r["E_ini"], "label planes": r["label planes"],
                "steps": r["steps"] if r["steps"] is not None else "-",
                f"ours: {fd}": r["fd"], f"ours: {kid}": r["kid"], "KID std": r["kid_std"],
                "PSNR (dB)": r["psnr"], "SSIM (Wang, Gaussian 1.5)": r["ssim"],
-               "paper: FID": TABLE7_ABLATION.get(r["setting"], ""), "N": r["n"]}
+               "paper: FID": TABLE7_ABLATION.get(r["setting"], "") if protocol == PRIMARY else "", "N": r["n"]}
         if r["kind"] == "baseline":
             row["weights"] = "no model (baseline)" + (f"; {fd}: stand-in features" if fd != "FID" else "")
         rows.append(row)
@@ -203,12 +223,17 @@ def table7_rows(results: list[dict]) -> list[dict]:
 
 
 def table7_note(results: list[dict], cfg: Config, steps: int) -> str:
+    from .evalset import WHY_PRIMARY
     fd = results[0]["fd_name"]
     r0 = results[0]
+    per = "; ".join(dict.fromkeys(f"{r.get('protocol', '?')}: {r['n']} of {r.get('n_all_pairs', r['n'])} pairs"
+                                  for r in results))
     lines = [
+        f"Pair protocols (column `protocol`, same-identity transfer, validation subjects only): {WHY_PRIMARY}. "
+        f"{per} (seeded subsample when capped; every generator runs once on the union of the pairs).",
         f"Ours: {fd} and {r0['kid_name']} (KID raw, not x1000; std over {r0['kid_subsets']} subsets of "
         f"{r0['kid_subset']}) of generated vs real target frames, on the same N validation pairs for every row "
-        f"(same-identity transfer, validation subjects only); PSNR and SSIM (Wang et al. window) for context. "
+        f"of a protocol; PSNR and SSIM (Wang et al. window) for context. "
         f"Every setting trained {steps} steps with seed {cfg.train.seed}, batch {cfg.train.batch_size}, "
         f"on the same cache.",
         f"Features: {r0['metric_provenance']}.",
@@ -228,7 +253,8 @@ def write_table7(folder: str | Path, results: list[dict], provenance: dict, cfg:
     from .tables import write_table
     rows = table7_rows(results)
     return write_table(folder, "table7", rows, provenance,
-                       title=f"Table 7: module ablation ({results[0]['fd_name']}; paper: FID on CK+)",
+                       title=f"Table 7: module ablation ({results[0]['fd_name']}; paper: FID on CK+; primary "
+                             f"protocol: {results[0].get('protocol', '')})",
                        note=table7_note(results, cfg, steps))
 
 

@@ -1,26 +1,21 @@
 """The paper's evaluation figures and tables (Sec. IV-C): Figs. 7-9, Tables 5-6, landmark error.
 
-Methods compared, all with ONE call shape (a `Method`):
-
-    method(source uint8 (N,S,S,3), source_landmarks (N,68,2), target_landmarks (N,68,2),
-           target_labels (N,)) -> uint8 (N,S,S,3)
-
-    "copy source"               baselines.copy_source: the input face, unchanged
-    "warp to target landmarks"  baselines.warp_to_landmarks: piecewise affine warp of the input
-    "our method"                the trained generator (generate.synthesize, the checkpoint's model config)
-
-`evaluation_set` runs every method once on the validation pairs (every ordered pair of distinct
-frames of one validation subject, PATN's test list; seeded cap `eval.max_pairs`) and keeps the
-fakes with the real targets, subject ids and target landmarks; Tables 5 and 6 both read it. With
-`store=` it is also written to disk (keyed by the pairs, the images and the generator's weights),
-so notebook 06 reuses what 05 generated instead of generating it again.
+The methods (copy source, warp to target landmarks, our method), the two pair protocols and the
+shared generated images live in `evalset` (re-exported here): `evaluation_sets` runs every method
+once on the union of the protocols' validation pairs, primary neutral-to-expression (the paper's
+Fig. 9 task) and secondary all-ordered-pairs (PATN's list), and returns one EvalSet per protocol;
+Tables 5 and 6 both read them, every table with a `protocol` column, the primary block first.
+Figs. 7 and 9 show neutral -> expression pairs of the primary protocol only. With `store=` the
+images are written to disk, so notebook 06 reuses what 05 generated.
 
 What each builder writes (under the notebook context's figures/ and tables/):
     figure_same_identity      figures/fig9_same_identity.png     (Fig. 9: input / target / generated)
     figure_landmark_transfer  figures/fig8_landmark_transfer.png (Fig. 8: input / donor / generated)
     figure_comparison         figures/fig7_comparison.png        (Fig. 7: ours vs ground truth vs baselines)
     table5_quality            tables/table5.csv|md  PSNR, both SSIMs, FID or FD-dlib, KID, landmark NME
-    table6_identity           tables/table6.csv|md  Rank-1, TAR@FAR=1%, 0.1% per recogniser
+                                                    (module table5, re-exported here)
+    table5_per_expression     tables/table5_per_expression.csv|md  NME and SSIM per target expression
+    table6_identity           tables/table6.csv|md  Rank-1, TAR@FAR=1%, 0.1% per recogniser and protocol
 
 Choices (documented here and in the tables' notes):
 - Fig. 8 asks the generator for ANOTHER person's landmarks. Raw donor landmarks sit where the
@@ -31,13 +26,7 @@ Choices (documented here and in the tables' notes):
   27-35, eye corners 36/39/42/45, upper jaw 0/1/15/16). The donor's shape and expression are kept;
   only its placement and size follow the input. `align="none"` uses the raw donor points.
   The target label is the donor frame's label.
-- Table 5's FD column is named as the metric reports it: "ours: FID" with the Inception network,
-  "ours: FD-dlib" with the stand-in; the paper's FID stays in its own "paper: FID" column, so a
-  stand-in number never sits under the paper's heading. The real set of the Frechet distance
-  is the pairs' real targets (same N as the fakes).
-- Landmark error (inter-ocular NME of dlib landmarks re-detected on each image vs the target
-  landmarks) is a column of Table 5, with the number of images where dlib found no face; a
-  "real target" row gives the detector's own error on real frames (the floor).
+- Table 5: see the module `table5` (FD named as the metric reports it, landmark NME, floor row).
 - Table 6: gallery = ONE real image per validation subject (its first neutral frame, by
   sequence then frame); probes = the other frames. "original" probes are the real targets of the
   evaluation pairs; the methods' probes are their outputs for the same pairs. Pairs whose source
@@ -45,79 +34,33 @@ Choices (documented here and in the tables' notes):
   from) its own gallery image: "original" is not 100% by construction, unlike the paper's
   (whose protocol is not printed). Verification pairs are all probe x gallery pairs: one genuine
   per probe, (subjects - 1) impostors per probe; fewer than 1000 impostors flags TAR@FAR=0.1%.
-  Numbers are percentages, like the paper's.
+  Numbers are percentages, like the paper's. One block of rows per protocol; real frames are
+  embedded once (a per-image memo), so images the two protocols share are scored once.
 """
 from __future__ import annotations
 
 import hashlib
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from . import generate
-from .baselines import copy_source, warp_to_landmarks
 from .data.records import CLASSES
-from .io import atomic_path
-from .metrics.landmark_error import default_detector
-from .paper import TABLE5_QUALITY, TABLE6_COLUMNS, TABLE6_IDENTITY
+from .evalset import (COPY, METHOD_ORDER, OURS, PRIMARY, ROLE, SECONDARY, WARP, WHY_PRIMARY,  # noqa: F401
+                      BaselineMethod, EvalSet, PairImages, as_sets, evaluation_set, evaluation_sets,
+                      generator_method, methods)
+from .paper import TABLE6_COLUMNS, TABLE6_IDENTITY
+from .table5 import (PAPER_ONLY, PAPER_PROTOCOL, THIS_RUN, _printed, table5_per_expression,  # noqa: F401
+                     table5_quality)
 from .tables import write_table
 
-OURS = "our method"
-COPY = "copy source"
-WARP = "warp to target landmarks"
-METHOD_ORDER = (COPY, WARP, OURS)
-PAPER_ONLY = "paper only"
-THIS_RUN = "this run"
 # points that expressions hardly move: nose (27-35), eye corners, upper jaw
 STABLE_POINTS = (0, 1, 15, 16, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45)
 RECOGNISER_WEIGHTS = {"lightcnn": ("lightcnn29v2", "lightcnn_weights"), "vggface": ("vggface", "vggface_weights")}
 PAPER_RECOGNISERS = ("VGG-Face", "Light CNN")
 
-Method = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-
 
 class NoTrainedModel(RuntimeError):
     """No checkpoint to evaluate: run 03_training first."""
-
-
-# ----------------------------------------------------------------------------- methods
-
-class BaselineMethod:
-    """A per-image baseline (baselines.py signature) as a batched Method. A warp that fails on
-    a degenerate triangulation returns the source image and is counted in `failures`."""
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.failures = 0
-
-    def __call__(self, source, source_landmarks, target_landmarks, target_labels=None) -> np.ndarray:
-        out = np.empty_like(np.asarray(source))
-        for i in range(len(out)):
-            try:
-                out[i] = self.fn(source[i], source_landmarks[i], target_landmarks[i])
-            except RuntimeError:
-                out[i] = source[i]
-                self.failures += 1
-        return out
-
-
-def generator_method(G, batch_size: int = 32) -> Method:
-    """The generator as a Method (its own model config, its own device)."""
-    def ours(source, source_landmarks, target_landmarks, target_labels):
-        return generate.synthesize(G, source, source_landmarks, target_landmarks, target_labels, G.cfg,
-                                   batch_size=batch_size)
-    return ours
-
-
-def methods(G=None, batch_size: int = 32) -> dict[str, Method]:
-    """{name: Method} in table order: the two baselines, then ours when a generator is given."""
-    out: dict[str, Method] = {COPY: BaselineMethod(copy_source), WARP: BaselineMethod(warp_to_landmarks)}
-    if G is not None:
-        out[OURS] = generator_method(G, batch_size)
-    return out
 
 
 def trained_generator(ctx, checkpoint=None):
@@ -137,87 +80,6 @@ def trained_generator(ctx, checkpoint=None):
     if trained_with != now and trained_with != ["none"]:   # a checkpoint made under other settings says so
         desc += " (trained with: " + ("; ".join(trained_with) or "no stand-ins") + ")"
     return G, desc
-
-
-# ----------------------------------------------------------------------------- the evaluation set
-
-@dataclass
-class EvalSet:
-    """Every method's output on the same validation pairs, and what the tables need beside it."""
-    src_idx: np.ndarray
-    tgt_idx: np.ndarray
-    source: np.ndarray               # uint8 (N,S,S,3)
-    real: np.ndarray                 # real targets, uint8 (N,S,S,3)
-    ids: np.ndarray                  # subject of each pair
-    target_landmarks: np.ndarray     # (N,68,2)
-    target_labels: np.ndarray        # (N,)
-    fakes: dict[str, np.ndarray]     # method -> uint8 (N,S,S,3)
-    weights: str = ""                # the generator's weights (checkpoint, step)
-    n_all_pairs: int = 0             # validation pairs before the cap
-    notes: dict[str, str] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-    reused: bool = False             # loaded from `store`
-    device: str = "cpu"              # where the generator ran; the tables' networks run there too
-
-    @property
-    def n(self) -> int:
-        return len(self.src_idx)
-
-
-def _digest(*arrays) -> str:
-    h = hashlib.sha1()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str(a.dtype).encode() + str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _model_digest(G) -> str:
-    if G is None:
-        return "none"
-    return _digest(*[t.detach().cpu().numpy() for t in G.state_dict().values()])
-
-
-def evaluation_set(cache, G=None, *, max_pairs: int = 0, seed: int = 0, split: str = "val", weights: str = "",
-                   store: str | Path | None = None, batch_size: int = 32, log=print) -> EvalSet:
-    """Run every method once on the `split` pairs (seeded cap `max_pairs`, 0 = all).
-    `store`: an .npz path; reused when it holds the same pairs, images and generator weights."""
-    src, tgt = generate.evaluation_pairs(cache, split, 0, seed)
-    n_all = len(src)
-    if 0 < max_pairs < n_all:
-        src, tgt = generate.evaluation_pairs(cache, split, max_pairs, seed)
-    images, lms = cache.images, np.asarray(cache.landmarks, np.float32)
-    labels, subjects = np.asarray(cache.labels), np.asarray(cache.subjects).astype(str)
-    ev = EvalSet(src, tgt, images[src], images[tgt], subjects[tgt], lms[tgt], labels[tgt], {}, weights, n_all,
-                 device=str(next(G.parameters()).device) if G is not None else "cpu")
-    fns = methods(G, batch_size)
-    key = _digest(src, tgt, ev.source, ev.real, lms[src], ev.target_landmarks, ev.target_labels,
-                  np.frombuffer(("|".join(fns) + _model_digest(G)).encode(), np.uint8))
-    if store is not None and Path(store).is_file():
-        with np.load(store, allow_pickle=False) as z:
-            if str(z["key"]) == key:
-                ev.fakes = {m: z[f"fake_{i}"] for i, m in enumerate(fns)}
-                ev.notes = dict(zip(z["note_keys"].tolist(), z["note_values"].tolist()))
-                ev.reused = True
-                log(f"reusing the {ev.n} generated validation pairs in {store}")
-                return ev
-    if ev.n > 2000 and ev.device == "cpu":
-        log(f"{ev.n} pairs on the CPU: this takes a while (set eval.max_pairs, or the notebook's max_pairs, to cap)")
-    for name, fn in fns.items():
-        t0 = time.perf_counter()
-        ev.fakes[name] = fn(ev.source, lms[src], ev.target_landmarks, ev.target_labels)
-        ev.seconds[name] = round(time.perf_counter() - t0, 2)
-        if getattr(fn, "failures", 0):
-            ev.notes[name] = f"{fn.failures} of {ev.n} warps failed (degenerate triangles): source image used"
-    log(f"{ev.n} validation pairs (of {n_all}), seconds per method: {ev.seconds}")
-    if store is not None:
-        with atomic_path(store) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, key=np.array(key), note_keys=np.array(list(ev.notes), dtype=str),
-                         note_values=np.array(list(ev.notes.values()), dtype=str),
-                         **{f"fake_{i}": ev.fakes[m] for i, m in enumerate(fns)})
-    return ev
 
 
 # ----------------------------------------------------------------------------- choosing frames
@@ -295,7 +157,8 @@ def _save(fig, path):
 def figure_same_identity(cache, G, path, provenance: dict, split: str = "val", n_subjects: int = 2):
     """Fig. 9: per subject three rows (input = its neutral frame, target = the peak frame of each
     expression, generated from the input with the target's landmarks and label), one column per
-    expression. Returns (figure, {"subjects", "columns"})."""
+    expression: pairs of the primary neutral-to-expression protocol. Returns (figure, {"subjects",
+    "columns"})."""
     from .viz import image_grid
     ours = generator_method(G)
     subjects = [s for s in split_subjects(cache, split) if peak_frames(cache, s, split)][:n_subjects]
@@ -315,7 +178,7 @@ def figure_same_identity(cache, G, path, provenance: dict, split: str = "val", n
                  [gen.get(k) for k in expressions]]
         titles += [f"{s}\ninput", "target", "generated"]
     fig = image_grid(rows, row_titles=titles, col_titles=cols, footer=_footer(provenance, len(rows[0])))
-    fig.suptitle("Fig. 9 style: same identity (input / target / generated)", fontsize=9, y=1.0)
+    fig.suptitle(f"Fig. 9 style: same identity (input / target / generated; {PRIMARY} pairs)", fontsize=9, y=1.0)
     return _save(fig, path), {"subjects": subjects, "columns": cols}
 
 
@@ -372,8 +235,10 @@ def figure_landmark_transfer(cache, G, path, provenance: dict, split: str = "val
 
 
 def comparison_pairs(cache, split: str = "val", n_examples: int = 6) -> list[tuple[int, int]]:
-    """(neutral source, peak target) pairs of the same subject; subjects and expressions cycle
-    (column i: subject i mod n, expression i mod its count), so the columns show different expressions."""
+    """(neutral source, peak target) pairs of the same subject, pairs of the primary neutral-to-expression
+    protocol (the subject's first neutral frame, the last frame of each expression); subjects and
+    expressions cycle (column i: subject i mod n, expression i mod its count), so the columns show
+    different expressions."""
     subjects = [s for s in split_subjects(cache, split) if peak_frames(cache, s, split)]
     if not subjects:
         raise ValueError(f"no {split} subject has a non-neutral frame")
@@ -401,90 +266,8 @@ def figure_comparison(cache, G, path, provenance: dict, split: str = "val", n_ex
     cols = [f"{subj[a]}: {CLASSES[labels[b]]}" for a, b in pairs]
     fig = image_grid(rows, row_titles=["input\n(= copy source)", "ground truth", "ours", "warp baseline"],
                      col_titles=cols, footer=_footer(provenance, len(rows[0])))
-    fig.suptitle("Fig. 7 style: generated vs ground truth vs baselines", fontsize=9, y=1.0)
+    fig.suptitle(f"Fig. 7 style: generated vs ground truth vs baselines ({PRIMARY} pairs)", fontsize=9, y=1.0)
     return _save(fig, path), pairs
-
-
-# ----------------------------------------------------------------------------- Table 5
-
-def _num(v):
-    """A plain float (the table writer formats it: CSV 6 significant digits, Markdown 4)."""
-    return None if v is None else float(v)
-
-
-def table5_quality(ev: EvalSet, cfg, folder, provenance: dict, device=None, landmark_error: bool = True,
-                   name: str = "table5") -> list[dict]:
-    """Table 5 (CK+: PSNR, SSIM, FID) for each method of `ev`, our numbers beside the paper's.
-
-    Writes <folder>/table5.csv and .md; returns the rows. Columns: PSNR (dB), both SSIM variants,
-    "ours: FID" or "ours: FD-dlib" (as the metric names itself) and KID, landmark NME, then
-    "paper: PSNR / SSIM / FID" (the paper's "our method" beside ours; its three peers as
-    "paper only" rows). See the module doc for the choices."""
-    from .metrics import compute, eval_config
-    ecfg = eval_config(cfg)
-    device = ev.device if device is None else str(device)
-    rows, fd_col, kid_col = [], None, None
-    detector = default_detector(ev.real.shape[1]) if landmark_error else None   # loaded once for every row
-    for m in [m for m in METHOD_ORDER if m in ev.fakes]:
-        fake = ev.fakes[m]
-        pixel = compute("psnr", fake=fake, real=ev.real) + compute("ssim", fake=fake, real=ev.real)
-        fd, kd = compute("fid", fake=fake, real=ev.real, cfg=ecfg, device=device)
-        fd_col, kid_col = f"ours: {fd.name}", f"ours: {kd.name}"
-        row = {"method": m, "source": THIS_RUN}
-        row.update({f"{r.name} (dB)" if r.unit == "dB" else r.name: _num(r.value) for r in pixel})
-        row.update({fd_col: _num(fd.value), kid_col: _num(kd.value), "KID std": _num(kd.std)})
-        identical = sum(int(r.extra.get("n_identical", 0)) for r in pixel)
-        if landmark_error:
-            row.update(_nme(fake, ev.target_landmarks, detector))
-        if m == OURS:
-            row.update(_paper5("our method"))
-        row["note"] = "; ".join(x for x in (ev.notes.get(m, ""), "" if m != OURS else ev.weights,
-                                            f"{identical} pairs identical to the target (PSNR inf)" if identical
-                                            else "") if x)
-        row["N"] = ev.n
-        if m != OURS:
-            row["weights"] = "no model (baseline)" + (f"; {fd.name}: stand-in features" if fd.name != "FID" else "")
-        rows.append(row)
-    if landmark_error:
-        rows.append({"method": "real target (detector floor)", "source": THIS_RUN,
-                     **_nme(ev.real, ev.target_landmarks, detector),
-                     "note": "dlib on the real target frames: the error of the detector itself",
-                     "N": ev.n, "weights": "no model"})
-    for peer in TABLE5_QUALITY:
-        if peer != "our method":
-            rows.append({"method": peer, "source": PAPER_ONLY, **_paper5(peer), "N": "not printed",
-                         "data": "CK+ (paper)", "profile": "paper", "weights": "paper"})
-    fd_name = fd_col.split(": ", 1)[1] if fd_col else "FID"
-    note = (f"Same-identity transfer on the validation subjects: {ev.n} ordered pairs of distinct frames of one "
-            f"subject (of {ev.n_all_pairs}; seeded subsample when capped by eval.max_pairs). "
-            f"PSNR/SSIM: scikit-image on uint8 RGB, data_range=255; SSIM in two labelled variants (the paper "
-            f"does not say which). `{fd_col}` and `{kid_col}`: {fd_name} of the generated images vs the real "
-            f"targets" + (" computed with the dlib 128-d face descriptor as a STAND-IN for Inception features: "
-                          "not comparable to the paper's FID column" if fd_name != "FID" else
-                          ("; FID is biased upward at N < 2048, compare KID" if ev.n < 2048 else "")) +
-            ". KID is unbiased (raw, not x1000). Landmark NME: 68 points re-detected on each image "
-            f"({getattr(detector, 'name', type(detector).__name__) if detector else 'not computed'}) vs "
-            "the target landmarks / target outer-eye-corner distance; images without a detected face are "
-            "counted in `no face found` and left out of the mean. `paper:` columns are printed numbers "
-            "(Li, Qi & Sun 2021, Table 5, CK+ at 128 px); peers' rows are the paper's, not run here.")
-    write_table(folder, name, rows, provenance, title="Table 5: image quality (ours beside the paper's)", note=note)
-    return rows
-
-
-def _nme(images, target_landmarks, detector) -> dict:
-    from .metrics.landmark_error import landmark_error
-    r = landmark_error(images, target_landmarks, detector=detector)
-    return {"landmark NME (inter-ocular)": _num(r.mean), "no face found": r.n_missing}
-
-
-def _paper5(method: str) -> dict:
-    p = TABLE5_QUALITY[method]
-    return {f"paper: {k}": _printed(p[k]) for k in ("PSNR", "SSIM", "FID")}
-
-
-def _printed(v) -> str | None:
-    """The paper's number as text with its printed digits (the Markdown writer would cut 23.004 to 23)."""
-    return None if v is None else f"{v:g}"
 
 
 # ----------------------------------------------------------------------------- Table 6
@@ -549,48 +332,71 @@ def identity_protocol(ev: EvalSet, cache, split: str = "val") -> dict:
     return {"gallery": gallery, "gallery_ids": subj[gallery], "keep": keep, "probe_ids": ev.ids[keep]}
 
 
-def table6_identity(ev: EvalSet, cache, cfg, folder, provenance: dict, device=None,
+def table6_identity(evs, cache, cfg, folder, provenance: dict, device=None,
                     optional=("lightcnn", "vggface"), split: str = "val", recognisers=None, log=print,
                     name: str = "table6") -> list[dict]:
-    """Table 6 (identity preservation): Rank-1, TAR@FAR=1%, TAR@FAR=0.1% (%) per recogniser for
-    "original" (real probes), the baselines and ours, the paper's VGG-Face / Light CNN numbers
-    beside. Recognisers: cfg.eval.recognisers (must load) plus `optional` ones, shown as skipped
-    rows with the reason when their weights are not here. `recognisers` (list of (name, object))
-    replaces both (tests). Writes <folder>/table6.csv and .md; returns the rows."""
+    """Table 6 (identity preservation): Rank-1, TAR@FAR=1%, TAR@FAR=0.1% (%) per recogniser and
+    protocol (`evs`: an EvalSet, a list or evaluation_sets' dict; primary block first) for "original"
+    (real probes), the baselines and ours, the paper's VGG-Face / Light CNN numbers beside.
+    Recognisers: cfg.eval.recognisers (must load) plus `optional` ones, shown as skipped rows with the
+    reason when their weights are not here. `recognisers` (list of (name, object)) replaces both
+    (tests). A protocol none of whose pairs is free of gallery images is a skipped row (an error only
+    when no protocol has one). Writes <folder>/table6.csv and .md; returns the rows."""
     from .metrics import eval_config
     from .metrics.identity import identity_summary
     ecfg = eval_config(cfg)
-    proto = identity_protocol(ev, cache, split)
-    keep, gal = proto["keep"], proto["gallery"]
-    probe_sets = {"original": ev.real[keep], **{m: ev.fakes[m][keep] for m in METHOD_ORDER if m in ev.fakes}}
-    recs = ([(n, r, "") for n, r in recognisers] if recognisers is not None
-            else _recognisers(ecfg, optional, ev.device if device is None else str(device), log))
-    rows, fallbacks = [], {}
+    sets = as_sets(evs)
+    protos, rows = {}, []
+    for ev in sets:
+        try:
+            protos[ev.protocol] = identity_protocol(ev, cache, split)
+        except ValueError as e:
+            if "at least 2" in str(e):
+                raise
+            rows.append({"protocol": ev.protocol, "recogniser": "(all)", "method": "(all)", "source": "skipped",
+                         "note": f"skipped: {e}", "N": 0, "weights": "no model"})
+    if not protos:
+        raise ValueError("no evaluation pair of any protocol is free of gallery images: raise eval.max_pairs")
+    dev = sets[0].device if device is None else str(device)
+    recs = ([(n, r, "") for n, r in recognisers] if recognisers is not None else _recognisers(ecfg, optional, dev, log))
+    fallbacks = {}
     for rec_name, rec, reason in recs:
         if rec is None:
-            rows.append({"recogniser": rec_name, "method": "(all)", "source": "skipped",
+            rows.append({"protocol": "(all)", "recogniser": rec_name, "method": "(all)", "source": "skipped",
                          "note": f"skipped: {reason}", "N": 0, "weights": "missing"})
             continue
-        embed, stats = _memo_embedder(rec)
-        g = embed(cache.images[gal])
-        for m, probes in probe_sets.items():
-            s = identity_summary(g, proto["gallery_ids"], embed(probes), proto["probe_ids"])
-            rows.append({"recogniser": rec_name, "method": m, "source": THIS_RUN,
-                         "Rank-1 (%)": 100 * s.rank1, "TAR@FAR=1% (%)": 100 * s.tar_far_1,
-                         "TAR@FAR=0.1% (%)": 100 * s.tar_far_0_1, "gallery": s.n_gallery,
-                         "genuine pairs": s.n_genuine, "impostor pairs": s.n_impostor,
-                         "warning": s.message, **_paper6(m if m in ("original", OURS) else None),
-                         "note": ev.weights if m == OURS else ev.notes.get(m, ""), "N": s.n_probes,
-                         "weights": getattr(rec, "provenance", rec_name)})
+        embed, stats = _memo_embedder(rec)          # one memo for every protocol: shared images embed once
+        for ev in sets:
+            if ev.protocol not in protos:
+                continue
+            proto = protos[ev.protocol]
+            keep = proto["keep"]
+            g = embed(cache.images[proto["gallery"]])
+            probe_sets = {"original": ev.real[keep], **{m: ev.fakes[m][keep] for m in METHOD_ORDER if m in ev.fakes}}
+            for m, probes in probe_sets.items():
+                s = identity_summary(g, proto["gallery_ids"], embed(probes), proto["probe_ids"])
+                rows.append({"protocol": ev.protocol, "recogniser": rec_name, "method": m, "source": THIS_RUN,
+                             "Rank-1 (%)": 100 * s.rank1, "TAR@FAR=1% (%)": 100 * s.tar_far_1,
+                             "TAR@FAR=0.1% (%)": 100 * s.tar_far_0_1, "gallery": s.n_gallery,
+                             "genuine pairs": s.n_genuine, "impostor pairs": s.n_impostor,
+                             "warning": s.message,
+                             **_paper6(m if m in ("original", OURS) and ev.protocol == PRIMARY else None),
+                             "note": ev.weights if m == OURS else ev.notes.get(m, ""), "N": s.n_probes,
+                             "weights": getattr(rec, "provenance", rec_name)})
         fallbacks[rec_name] = dict(stats)
     for peer in TABLE6_IDENTITY:
         if peer not in ("original", OURS):
-            rows.append({"recogniser": "(paper's)", "method": peer, "source": PAPER_ONLY, **_paper6(peer),
-                         "N": "not printed", "data": "CK+ (paper)", "profile": "paper", "weights": "paper"})
+            rows.append({"protocol": PAPER_PROTOCOL, "recogniser": "(paper's)", "method": peer, "source": PAPER_ONLY,
+                         **_paper6(peer), "N": "not printed", "data": "CK+ (paper)", "profile": "paper",
+                         "weights": "paper"})
     fb = "; ".join(f"{k}: {v['whole_image_box']} of {v['embedded']} distinct images had no detected face "
                    f"(whole crop used as the face box)" for k, v in fallbacks.items() if v["whole_image_box"])
-    note = (f"Gallery: one real image per {split} subject (its first neutral frame), {len(gal)} images. Probes: "
-            f"the {int(keep.sum())} evaluation pairs (of {ev.n}) whose source and target are not gallery images; "
+    gal = next(iter(protos.values()))["gallery"]
+    probes = "; ".join(f"{e.protocol} ({e.role}): {int(protos[e.protocol]['keep'].sum())} of its {e.n} pairs"
+                       for e in sets if e.protocol in protos)
+    note = (f"Protocols (column `protocol`): {WHY_PRIMARY}. "
+            f"Gallery: one real image per {split} subject (its first neutral frame), {len(gal)} images. Probes: "
+            f"the evaluation pairs whose source and target are not gallery images ({probes}); "
             f"'original' = the real target frames, the methods = their outputs for the same pairs. Scores: cosine "
             f"of L2-normalised embeddings; every probe x gallery pair is a verification pair; TAR@FAR by the "
             f"step ROC (no interpolation). FAR=0.1% needs >= 1000 impostor pairs (see `warning`). Values in %. "
@@ -599,15 +405,17 @@ def table6_identity(ev: EvalSet, cache, cfg, folder, provenance: dict, device=No
             f"recognisers on CK+ (its gallery/probe protocol is not printed; its 'original' Rank-1 of 100 "
             f"suggests probes included the gallery images), not comparable number for number."
             + (f" {fb}." if fb else ""))
-    write_table(folder, name, rows, provenance, title="Table 6: identity preservation (ours beside the paper's)",
+    write_table(folder, name, rows, provenance,
+                title=f"Table 6: identity preservation (ours beside the paper's; primary protocol: {PRIMARY})",
                 note=note)
     return rows
 
 
 # ----------------------------------------------------------------------------- numbers for save_metrics
 
-def numbers(rows: list[dict], keys=("recogniser", "method")) -> dict:
-    """{"<recogniser>/<method>": {column: number}} of this run's rows, for ctx.save_metrics
+def numbers(rows: list[dict], keys=("protocol", "recogniser", "method")) -> dict:
+    """{"<protocol>/<recogniser>/<method>": {column: number}} of this run's rows (the key columns a row
+    has, in `keys` order), for ctx.save_metrics
     (NaN / inf, e.g. no face found anywhere, become None: the file stays strict JSON)."""
     out = {}
     for r in rows:

@@ -142,25 +142,33 @@ def test_partial_run_is_resumed(tmp_path):
 def test_evaluation_and_table7(trained, tmp_path):
     cfg, cache, _, runs = trained
     ev = ablation.evaluate_ablation(runs, cache, cfg, max_pairs=6, seed=0, device="cpu", log=lambda *a: None)
-    src, tgt = ev["pairs"]
-    assert len(src) == 6 and all(cache.split[i] == "val" for i in np.r_[src, tgt])
+    src, tgt = ev["pairs"]      # the primary protocol: 1 val subject x 1 neutral frame x 3 expression frames
+    assert len(src) == 3 and all(cache.split[i] == "val" for i in np.r_[src, tgt])
+    assert all(cache.labels[src] == 0) and all(cache.labels[tgt] != 0)
     res = ev["results"]
     assert [r["setting"] for r in res][:3] == list(ablation.SETTINGS)
-    assert len(res) == 5 and all(r["n"] == 6 and r["fd_name"] == "FD-dlib" for r in res)
+    assert [r["protocol"] for r in res] == ["neutral-to-expression"] * 5 + ["all-ordered-pairs"] * 5
+    assert [r["n"] for r in res] == [3] * 5 + [6] * 5 and all(r["fd_name"] == "FD-dlib" for r in res)
     assert all(np.isfinite(r["kid_std"]) for r in res)
     copy_row = res[3]
     assert copy_row["setting"] == "baseline: copy source" and copy_row["kind"] == "baseline"
+    sec = ev["sets"]["all-ordered-pairs"]
+    from lmexpr_nb.metrics.psnr_ssim import psnr_batch
+    assert res[8]["psnr"] == pytest.approx(np.mean(psnr_batch(sec.source, sec.real)))   # copy, secondary block
     ablation.write_table7(tmp_path, res, {"data": "synthetic (not real faces)", "profile": "test",
                                           "standins": ["FD-dlib"]}, cfg, steps=2)
     with open(tmp_path / "table7.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["setting"] for r in rows[:3]] == list(ablation.SETTINGS)
+    assert [r["protocol"] for r in rows] == ["neutral-to-expression"] * 5 + ["all-ordered-pairs"] * 5
+    assert all(r["paper: FID"] == "" for r in rows[5:])          # the paper's FID beside the primary block only
+    rows = rows[:5]
     assert "ours: FD-dlib" in rows[0] and "paper: FID" in rows[0]
     assert not [c for c in rows[0] if "FID" in c and c != "paper: FID"], "a stand-in never under a FID heading"
     for r in rows[:3]:
-        assert float(r["paper: FID"]) == TABLE7_ABLATION[r["setting"]] and r["N"] == "6" and r["steps"] == "2"
+        assert float(r["paper: FID"]) == TABLE7_ABLATION[r["setting"]] and r["N"] == "3" and r["steps"] == "2"
     assert all(r["paper: FID"] == "" and r["weights"].startswith("no model") for r in rows[3:])
     md = (tmp_path / "table7.md").read_text()
-    assert "NOT FID" in md and "noise" in md and "std" in md
+    assert "NOT FID" in md and "noise" in md and "std" in md and "primary" in md
     fig = ablation.sample_grid(cache, ev, n=2)
     assert len(fig.axes) == 2 * (2 + 5)

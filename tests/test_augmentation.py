@@ -1,6 +1,7 @@
-"""Table 4 augmentation (issue 4): factor k adds exactly k x N_train generated faces of the same
-subjects with the intended (other-expression) labels, factor 0 adds none, the table has one
-row per factor with its counts, and everything is deterministic given the seed."""
+"""Table 4 augmentation (issues 4 and 9): the paper's recognition task on peak frames with the dataset's
+own classes (no neutral class, no neutral frame in the test set); factor k adds exactly k x N_real
+generated faces, first every same-subject neutral -> expression pair, then donor rows; the table
+has one row per factor with its counts, per-class accuracy and a confusion figure; deterministic."""
 from __future__ import annotations
 
 import csv
@@ -19,7 +20,6 @@ from test_ablation import fake_cache
 CFG = ModelConfig(image_size=32, ngf=4, ndf=4, n_blocks=1, heatmap_sigma=1.5)
 
 
-
 @pytest.fixture(scope="module")
 def G():
     torch.manual_seed(0)
@@ -28,59 +28,111 @@ def G():
 
 @pytest.fixture(scope="module")
 def cache():
-    c = fake_cache(subjects=4, frames=5, val_subjects=1)   # labels f % 4: 0,1,2,3,0 per subject
-    return c
+    # labels f % 4 per subject: 0,1,2,3,0 -> 2 neutral and 3 peak frames; 3 training subjects
+    return fake_cache(subjects=4, frames=5, val_subjects=1)
 
 
-def test_plan_sizes_subjects_and_labels(cache):
-    train = np.flatnonzero(cache.split == "train")
-    src0, tgt0 = augmentation.augmentation_plan(cache, 0, seed=3)
-    assert len(src0) == len(tgt0) == 0
-    for k in (1, 3):
-        src, tgt = augmentation.augmentation_plan(cache, k, seed=3)
-        assert len(src) == len(tgt) == k * len(train)
-        assert Counter(src.tolist()) == {int(i): k for i in train}           # every real frame k times
-        assert all(cache.split[t] == "train" for t in tgt)
-        assert all(cache.subjects[s] == cache.subjects[t] for s, t in zip(src, tgt))  # same identity
-        assert all(cache.labels[s] != cache.labels[t] for s, t in zip(src, tgt))      # another expression
-    big_s, big_t = augmentation.augmentation_plan(cache, 3, seed=3)
-    s1, t1 = augmentation.augmentation_plan(cache, 1, seed=3)
-    np.testing.assert_array_equal(big_t[:len(t1)], t1)                      # nested: k's plan starts k'>k's
-    np.testing.assert_array_equal(augmentation.augmentation_plan(cache, 3, seed=3)[1], big_t)
-    assert not np.array_equal(augmentation.augmentation_plan(cache, 3, seed=4)[1], big_t)
+def _same_subject_pairs(cache):
+    idx = np.flatnonzero(cache.split == "train")
+    return {(int(i), int(j)) for i in idx for j in idx
+            if cache.subjects[i] == cache.subjects[j] and cache.labels[i] == 0 and cache.labels[j] != 0}
+
+
+def test_class_count_follows_the_dataset(cache):
+    assert augmentation.recognition_classes(cache) == (1, 2, 3)
+    c = fake_cache(subjects=7, frames=2, val_subjects=1)
+    c.labels[:] = np.resize([0, 1, 3, 4, 5, 6, 7], len(c.labels))       # Oulu-CASIA: no contempt (2)
+    assert len(augmentation.recognition_classes(c)) == 6
+    c.labels[:] = np.resize([0, 1, 2, 3, 4, 5, 6, 7], len(c.labels))    # CK+ / synthetic: with contempt
+    assert augmentation.recognition_classes(c) == (1, 2, 3, 4, 5, 6, 7)
+
+
+def test_plan_same_subject_pairs_first_then_donors(cache):
+    peaks = augmentation.peak_rows(cache, "train")
+    n = len(peaks)
+    assert n == 9 and all(cache.labels[peaks] != 0)
+    assert len(augmentation.augmentation_plan(cache, 0, seed=3)[0]) == 0
+    rule = _same_subject_pairs(cache)
+    assert len(rule) == 3 * 2 * 3
+    s2, t2, k2 = augmentation.augmentation_plan(cache, 2, seed=3)
+    assert len(s2) == 2 * n and set(k2) == {"same-subject"}
+    assert set(zip(s2.tolist(), t2.tolist())) == rule                  # factor 2 = every pair, each once
+    s, t, k = augmentation.augmentation_plan(cache, 5, seed=3)
+    assert len(s) == 5 * n and Counter(k.tolist()) == {"same-subject": 18, "donor": 27}
+    np.testing.assert_array_equal(s[:18], s2), np.testing.assert_array_equal(t[:18], t2)   # nested
+    donor = k == "donor"
+    assert all(cache.split[i] == "train" for i in np.r_[s, t])
+    assert all(cache.subjects[a] != cache.subjects[b] for a, b in zip(s[donor], t[donor]))  # another person
+    assert all(cache.labels[t] != 0)                                   # every target is an expression
+    assert set(cache.labels[s[donor]].tolist()) > {0}                  # donor rows start from any frame
+    s3, t3, _ = augmentation.augmentation_plan(cache, 3, seed=3)
+    np.testing.assert_array_equal(t[:len(t3)], t3)                     # the plan for 3 starts the plan for 5
+    np.testing.assert_array_equal(augmentation.augmentation_plan(cache, 5, seed=3)[1], t)
+    assert not np.array_equal(augmentation.augmentation_plan(cache, 5, seed=4)[1], t)
     with pytest.raises(ValueError, match="non-negative integer"):
         augmentation.augmentation_plan(cache, 1.5)
 
 
-def test_single_expression_subject_falls_back_to_its_other_frames():
-    c = fake_cache(subjects=2, frames=3, val_subjects=1)
-    c.labels[:] = 2
-    src, tgt = augmentation.augmentation_plan(c, 2, seed=0)
-    assert all(c.subjects[s] == c.subjects[t] and s != t for s, t in zip(src, tgt))
+def test_single_training_subject_uses_its_own_other_peaks():
+    c = fake_cache(subjects=2, frames=5, val_subjects=1)
+    s, t, k = augmentation.augmentation_plan(c, 3, seed=0)
+    donor = k == "donor"
+    assert donor.any() and all(c.subjects[a] == c.subjects[b] and c.labels[b] != 0 for a, b in zip(s, t))
 
 
-def test_generated_set_has_intended_labels(G, cache):
-    gen = augmentation.generate_augmentation(G, cache, 2, seed=1, model_cfg=CFG, chunk=7, batch_size=3)
-    n = int((cache.split == "train").sum())
-    assert gen.images.shape == (2 * n, 32, 32, 3) and gen.images.dtype == np.uint8
-    np.testing.assert_array_equal(gen.labels, cache.labels[gen.tgt])
-    assert all(gen.labels != cache.labels[gen.src])
+def test_generated_set_has_target_labels_and_aligned_donor_landmarks(G, cache):
+    from lmexpr_nb.evaluate import align_landmarks
     from lmexpr_nb.generate import synthesize
+    gen = augmentation.generate_augmentation(G, cache, 3, seed=1, model_cfg=CFG, chunk=7, batch_size=3)
+    n = len(augmentation.peak_rows(cache, "train"))
+    assert gen.images.shape == (3 * n, 32, 32, 3) and gen.images.dtype == np.uint8
+    np.testing.assert_array_equal(gen.labels, cache.labels[gen.tgt])
+    assert all(gen.labels != 0)
+    r = int(np.flatnonzero(gen.kind == "donor")[0])
+    i, j = gen.src[r:r + 1], gen.tgt[r:r + 1]
+    one = synthesize(G, cache.images[i], cache.landmarks[i], align_landmarks(cache.landmarks[j[0]],
+                     cache.landmarks[i[0]])[None], cache.labels[j], CFG)
+    np.testing.assert_array_equal(gen.images[r], one[0])               # donor landmarks aligned; chunking inert
     one = synthesize(G, cache.images[gen.src[5:6]], cache.landmarks[gen.src[5:6]], cache.landmarks[gen.tgt[5:6]],
                      cache.labels[gen.tgt[5:6]], CFG)
-    np.testing.assert_array_equal(gen.images[5], one[0])                     # chunking changes nothing
+    np.testing.assert_array_equal(gen.images[5], one[0])
 
 
-def test_run_table4_and_determinism(G, cache, tmp_path):
+def test_run_table4_peak_frames_only_and_determinism(G, cache, tmp_path, monkeypatch):
+    from lmexpr_nb.metrics import expression
+    seen = {}
+    real_conf, real_train = expression.confusion_matrix, expression.train_expression_classifier
+
+    def spy_conf(model, images, labels):
+        seen.setdefault("test", []).append(np.asarray(images))
+        return real_conf(model, images, labels)
+
+    def spy_train(images, labels, **kw):
+        seen.setdefault("train", []).append((np.asarray(images), kw["num_classes"]))
+        return real_train(images, labels, **kw)
+    monkeypatch.setattr(expression, "confusion_matrix", spy_conf)
+    monkeypatch.setattr(expression, "train_expression_classifier", spy_train)
     kw = dict(epochs=1, seed=0, model_cfg=CFG, input_size=32, log=lambda *a: None)
-    a = augmentation.run_augmentation(G, cache, [0, 1, 2], **kw)
-    b = augmentation.run_augmentation(G, cache, [0, 1, 2], **kw)
-    n_tr, n_va = int((cache.split == "train").sum()), int((cache.split == "val").sum())
+    a = augmentation.run_augmentation(G, cache, [0, 1, 3], **kw)
+    b = augmentation.run_augmentation(G, cache, [0, 1, 3], **kw)
+    neutral = {im.tobytes() for im in cache.images[cache.labels == 0]}
+    val_peaks = {im.tobytes() for im in cache.images[(cache.split == "val") & (cache.labels != 0)]}
+    for test_images in seen["test"]:
+        keys = [im.tobytes() for im in test_images]
+        assert not set(keys) & neutral and set(keys) == val_peaks       # no neutral frame in the test set
+    first_train, n_classes = seen["train"][0]
+    assert n_classes == 3 and not {im.tobytes() for im in first_train} & neutral
+    n_tr, n_va = 9, 3
     res = a["results"]
-    assert [r["factor"] for r in res] == [0, 1, 2]
-    assert [r["n_generated"] for r in res] == [0, n_tr, 2 * n_tr]
+    assert a["classes"] == [1, 2, 3] and all(r["classes"] == ["anger", "contempt", "disgust"] for r in res)
+    assert [r["n_generated"] for r in res] == [0, n_tr, 3 * n_tr] and res[2]["n_generated_donor"] == 9
     assert all(r["n_real"] == n_tr and r["n_val"] == n_va and r["n_train"] == r["n_real"] + r["n_generated"]
                for r in res)
+    for r in res:
+        m = np.asarray(r["confusion"])
+        assert m.shape == (3, 3) and m.sum() == n_va and r["accuracy"] == pytest.approx(np.trace(m) / n_va)
+        assert sum(r["per_class_n"].values()) == n_va
+        assert r["per_class_accuracy"]["anger"] == pytest.approx(m[0, 0] / m[0].sum())
     assert [r["accuracy"] for r in res] == [r["accuracy"] for r in b["results"]]
     np.testing.assert_array_equal(a["generated"].images, b["generated"].images)
     augmentation.write_table4(tmp_path, res, {"data": "synthetic (not real faces)", "profile": "test",
@@ -89,14 +141,20 @@ def test_run_table4_and_determinism(G, cache, tmp_path):
                               "synthetic")
     with open(tmp_path / "table4.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["Times"]) for r in rows] == [0, 1, 2]
-    assert [int(r["generated images"]) for r in rows] == [0, n_tr, 2 * n_tr]
-    assert all(int(r["real train images"]) == n_tr and int(r["N"]) == n_va for r in rows)
+    assert [int(r["Times"]) for r in rows] == [0, 1, 3]
+    assert [int(r["generated images"]) for r in rows] == [0, n_tr, 3 * n_tr]
+    assert all(int(r["real train images"]) == n_tr and int(r["N"]) == n_va and r["classes"] == "3" for r in rows)
     assert all("VGG19" in r["weights"] and "FD-dlib" not in r["weights"] for r in rows)
     assert [r["paper: Acc (%)"] for r in rows] == [str(TABLE4_AUGMENTATION[0]), str(TABLE4_AUGMENTATION[1]), ""]
     md = (tmp_path / "table4.md").read_text()
-    assert "NOT on Oulu-CASIA" in md and "synthetic" in md
+    assert "NOT on Oulu-CASIA" in md and "synthetic" in md and "no neutral frame" in md
+    with open(tmp_path / "table4_per_class.csv", newline="") as f:
+        per = list(csv.DictReader(f))
+    assert [c for c in per[0] if c.endswith(")") and "%, n=" in c] == ["anger (%, n=1)", "contempt (%, n=1)",
+                                                                       "disgust (%, n=1)"]
     fig = augmentation.accuracy_figure(res)
     assert fig.axes
+    conf = augmentation.confusion_figure(res)
+    assert len(conf.axes) == 3
     grid = augmentation.example_grid(cache, a["generated"], n=3)
     assert len(grid.axes) == 9

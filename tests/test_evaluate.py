@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmexpr_nb import evaluate, nets
+from lmexpr_nb import evalset, evaluate, nets
 from lmexpr_nb.config import Config, EvalConfig, ModelConfig
 from lmexpr_nb.paper import TABLE5_QUALITY, TABLE6_IDENTITY
 from lmexpr_nb.weights import MissingWeightsError
@@ -81,9 +81,22 @@ def cfg():
 
 
 @pytest.fixture(scope="module")
-def ev(cache, G, cfg):
-    return evaluate.evaluation_set(cache, G, max_pairs=cfg.eval.max_pairs, seed=0, weights="untrained test G",
-                                   log=lambda *a: None)
+def evs(cache, G, cfg):
+    """Both protocols, capped at 10 pairs each (seeded)."""
+    return evaluate.evaluation_sets(cache, G, max_pairs=cfg.eval.max_pairs, seed=0, weights="untrained test G",
+                                    log=lambda *a: None)
+
+
+@pytest.fixture(scope="module")
+def ev(evs):
+    return evs[evaluate.PRIMARY]
+
+
+def _rule_pairs(cache, split="val"):
+    """The neutral -> expression rule, written out: same subject, source neutral, target an expression."""
+    idx = np.flatnonzero(cache.split == split)
+    return {(int(i), int(j)) for i in idx for j in idx
+            if cache.subjects[i] == cache.subjects[j] and cache.labels[i] == 0 and cache.labels[j] != 0}
 
 
 def _read(path):
@@ -103,32 +116,84 @@ def test_methods_share_one_call_shape(cache, G):
     assert list(evaluate.methods()) == [evaluate.COPY, evaluate.WARP]
 
 
-def test_evaluation_set_is_validation_same_subject_and_reused_from_store(cache, G, ev, tmp_path):
-    assert ev.n == 10 and ev.n_all_pairs == 3 * 8 * 7
-    assert set(ev.fakes) == {evaluate.COPY, evaluate.WARP, evaluate.OURS}
-    assert all(cache.split[i] == "val" and cache.split[j] == "val" for i, j in zip(ev.src_idx, ev.tgt_idx))
-    np.testing.assert_array_equal(cache.subjects[ev.src_idx], ev.ids)
-    np.testing.assert_array_equal(ev.real, cache.images[ev.tgt_idx])
-    np.testing.assert_array_equal(ev.target_landmarks, cache.landmarks[ev.tgt_idx])
+def test_neutral_to_expression_pairs_are_exactly_the_rule(cache):
+    from lmexpr_nb import generate
+    s, t = generate.evaluation_pairs(cache, "val", protocol=evaluate.PRIMARY)
+    got = list(zip(s.tolist(), t.tolist()))
+    assert len(got) == len(set(got)) == 3 * 4 * 4       # 3 subjects x 4 neutral x 4 peak frames
+    assert set(got) == _rule_pairs(cache)
+    assert all(cache.split[i] == "val" for i in s)      # the training subject T never appears
+    s2, t2 = generate.evaluation_pairs(cache, "val", max_pairs=5, seed=2, protocol=evaluate.PRIMARY)
+    assert len(s2) == 5 and set(zip(s2.tolist(), t2.tolist())) <= set(got)
+
+
+def test_evaluation_sets_share_one_generation_and_map_rows(cache, G, evs):
+    assert list(evs) == [evaluate.PRIMARY, evaluate.SECONDARY]
+    prim, sec = evs[evaluate.PRIMARY], evs[evaluate.SECONDARY]
+    assert prim.n == sec.n == 10 and prim.n_all_pairs == 48 and sec.n_all_pairs == 3 * 8 * 7
+    assert prim.union is sec.union and set(prim.fakes) == {evaluate.COPY, evaluate.WARP, evaluate.OURS}
+    u = prim.union
+    both = set(zip(prim.src_idx.tolist(), prim.tgt_idx.tolist())) | set(zip(sec.src_idx.tolist(), sec.tgt_idx.tolist()))
+    assert u.n == len(both)                               # a pair both protocols drew is generated once
+    assert set(zip(prim.src_idx.tolist(), prim.tgt_idx.tolist())) <= _rule_pairs(cache)
+    for e in (prim, sec):
+        assert all(cache.split[i] == "val" and cache.split[j] == "val" for i, j in zip(e.src_idx, e.tgt_idx))
+        np.testing.assert_array_equal(cache.subjects[e.src_idx], e.ids)
+        np.testing.assert_array_equal(e.real, cache.images[e.tgt_idx])
+        np.testing.assert_array_equal(e.target_landmarks, cache.landmarks[e.tgt_idx])
+        np.testing.assert_array_equal(e.fakes[evaluate.COPY], cache.images[e.src_idx])
+    # uncapped, every primary pair is also an all-ordered pair: the union is the secondary list, and a
+    # primary pair points at the very row (the same generated image) the secondary protocol uses
+    src, tgt, rows, n_all, skipped = evalset.union_pairs(cache, max_pairs=0)
+    assert len(src) == 168 and len(rows[evaluate.PRIMARY]) == 48 and not skipped
+    assert sorted(rows[evaluate.SECONDARY].tolist()) == list(range(168))
+    assert set(rows[evaluate.PRIMARY].tolist()) <= set(rows[evaluate.SECONDARY].tolist())
+    assert {(int(src[r]), int(tgt[r])) for r in rows[evaluate.PRIMARY]} == _rule_pairs(cache)
+
+
+def test_evaluation_set_is_reused_from_store(cache, G, tmp_path):
     store, said = tmp_path / "fakes.npz", []
-    first = evaluate.evaluation_set(cache, G, max_pairs=3, store=store, log=said.append)
-    again = evaluate.evaluation_set(cache, G, max_pairs=3, store=store, log=said.append)
-    assert not first.reused and again.reused and "reusing" in said[-1]
-    for m in first.fakes:
-        np.testing.assert_array_equal(first.fakes[m], again.fakes[m])
+    first = evaluate.evaluation_sets(cache, G, max_pairs=3, store=store, log=said.append)
+    again = evaluate.evaluation_sets(cache, G, max_pairs=3, store=store, log=said.append)
+    assert not first[evaluate.PRIMARY].reused and again[evaluate.PRIMARY].reused and "reusing" in said[-1]
+    for p in first:
+        for m in first[p].fakes:
+            np.testing.assert_array_equal(first[p].fakes[m], again[p].fakes[m])
     torch.manual_seed(1)
-    other = evaluate.evaluation_set(cache, nets.build_generator(MODEL).eval(), max_pairs=3, store=store,
-                                    log=said.append)
-    assert not other.reused, "other weights must not reuse the stored fakes"
+    other = evaluate.evaluation_sets(cache, nets.build_generator(MODEL).eval(), max_pairs=3, store=store,
+                                     log=said.append)
+    assert not other[evaluate.PRIMARY].reused, "other weights must not reuse the stored fakes"
+    one = evaluate.evaluation_set(cache, G, max_pairs=3, store=store, log=said.append)
+    assert one.protocol == evaluate.PRIMARY and not one.reused       # other pairs, other key
 
 
-def test_table5_rows_columns_paper_and_standin_names(ev, cfg, tmp_path):
+def test_a_protocol_without_pairs_is_skipped_not_fatal(cache, G):
+    c = FakeCache(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(cache).items()})
+    c.labels[c.labels == 0] = 1                          # no neutral frame left
+    said = []
+    sets = evaluate.evaluation_sets(c, None, max_pairs=4, log=said.append)
+    assert list(sets) == [evaluate.SECONDARY] and evaluate.PRIMARY in sets[evaluate.SECONDARY].union.skipped
+    assert any("skipped" in m for m in said)
+    with pytest.raises(ValueError, match="no neutral-to-expression pairs"):
+        evaluate.evaluation_set(c, None)
+
+
+def test_table5_rows_columns_paper_and_standin_names(evs, cfg, tmp_path):
     from skimage.metrics import peak_signal_noise_ratio
-    rows = evaluate.table5_quality(ev, cfg, tmp_path, PROV)
+    ev = evs[evaluate.PRIMARY]
+    rows = evaluate.table5_quality(evs, cfg, tmp_path, PROV)
     csv_rows = _read(tmp_path / "table5.csv")
-    assert (tmp_path / "table5.md").is_file()
+    md = (tmp_path / "table5.md").read_text()
+    assert "primary protocol: neutral-to-expression" in md and "flatters copy-source" in md
     methods = [r["method"] for r in csv_rows]
     assert methods[:3] == [evaluate.COPY, evaluate.WARP, evaluate.OURS]
+    blocks = [r["protocol"] for r in csv_rows if r["source"] == evaluate.THIS_RUN]
+    assert blocks == [evaluate.PRIMARY] * 4 + [evaluate.SECONDARY] * 4     # 3 methods + detector floor each
+    sec = {r["method"]: r for r in csv_rows if r["protocol"] == evaluate.SECONDARY}
+    ref_sec = np.mean([peak_signal_noise_ratio(t, s, data_range=255)
+                       for s, t in zip(evs[evaluate.SECONDARY].source, evs[evaluate.SECONDARY].real)])
+    assert float(sec[evaluate.COPY]["PSNR (dB)"]) == pytest.approx(ref_sec, rel=1e-5)
+    csv_rows = [r for r in csv_rows if r["protocol"] != evaluate.SECONDARY]
     assert {"GAFP-GAN", "GC-GAN", "CDAAE"} <= set(methods)
     cols = csv_rows[0].keys()
     # the stand-in is named as such, never FID; the paper's FID has its own column
@@ -145,9 +210,25 @@ def test_table5_rows_columns_paper_and_standin_names(ev, cfg, tmp_path):
         assert by[m]["N"] == str(ev.n) and by[m]["data"] == "synthetic (not real faces)"
     # copy source: PSNR(source, target), computed independently
     ref = np.mean([peak_signal_noise_ratio(t, s, data_range=255) for s, t in zip(ev.source, ev.real)])
-    copy = next(r for r in rows if r["method"] == evaluate.COPY)
+    copy = next(r for r in rows if r["method"] == evaluate.COPY and r["protocol"] == evaluate.PRIMARY)
     assert copy["PSNR (dB)"] == pytest.approx(ref, abs=1e-4)
     assert all(math.isfinite(float(by[m]["ours: FD-dlib"])) for m in (evaluate.COPY, evaluate.OURS))
+    assert set(evaluate.numbers(rows, keys=("protocol", "method"))) == {
+        f"{p}/{m}" for p in evs for m in (evaluate.COPY, evaluate.WARP, evaluate.OURS, "real target (detector floor)")}
+
+
+def test_table5_per_expression_breaks_the_primary_pairs_down(evs, cfg, tmp_path):
+    from lmexpr_nb.metrics.psnr_ssim import ssim
+    ev = evs[evaluate.PRIMARY]
+    rows = evaluate.table5_per_expression(evs, cfg, tmp_path, PROV, landmark_error=False)
+    assert (tmp_path / "table5_per_expression.md").is_file()
+    by = {r["target expression"]: r for r in rows}
+    assert list(by) == ["anger", "happy", "all"]          # the fake cache's labels 1 and 5
+    assert by["all"]["N"] == ev.n == sum(by[k]["N"] for k in ("anger", "happy"))
+    sel = ev.target_labels == 5
+    ref = np.mean([ssim(f, r, "wang") for f, r in zip(ev.fakes[evaluate.OURS][sel], ev.real[sel])])
+    assert by["happy"]["ours: SSIM (Wang)"] == pytest.approx(ref, rel=1e-9)
+    assert all(r["protocol"] == evaluate.PRIMARY for r in rows)
 
 
 def test_table5_names_the_column_after_the_metric(ev, cfg, tmp_path, monkeypatch):
@@ -160,11 +241,14 @@ def test_table5_names_the_column_after_the_metric(ev, cfg, tmp_path, monkeypatch
     assert "ours: FID" in cols and "ours: FD-dlib" not in cols and "paper: FID" in cols
 
 
-def test_table6_protocol_rows_and_paper_columns(ev, cache, cfg, tmp_path):
-    rows = evaluate.table6_identity(ev, cache, cfg, tmp_path, PROV, recognisers=[("meancolour", MeanColour())])
-    csv_rows = _read(tmp_path / "table6.csv")
+def test_table6_protocol_rows_and_paper_columns(evs, ev, cache, cfg, tmp_path):
+    rows = evaluate.table6_identity(evs, cache, cfg, tmp_path, PROV, recognisers=[("meancolour", MeanColour())])
+    all_rows = _read(tmp_path / "table6.csv")
     assert "Gallery: one real image per val subject" in (tmp_path / "table6.md").read_text()
-    ours = [r for r in rows if r["source"] == evaluate.THIS_RUN]
+    assert [r["protocol"] for r in all_rows if r["source"] == evaluate.THIS_RUN] == \
+        [evaluate.PRIMARY] * 4 + [evaluate.SECONDARY] * 4
+    csv_rows = [r for r in all_rows if r["protocol"] != evaluate.SECONDARY]
+    ours = [r for r in rows if r["source"] == evaluate.THIS_RUN and r["protocol"] == evaluate.PRIMARY]
     assert [r["method"] for r in ours] == ["original", evaluate.COPY, evaluate.WARP, evaluate.OURS]
     gallery = evaluate.identity_gallery(cache)
     assert len(gallery) == 3 and all(cache.labels[g] == 0 and cache.frames[g] == 1 for g in gallery)
@@ -179,7 +263,8 @@ def test_table6_protocol_rows_and_paper_columns(ev, cache, cfg, tmp_path):
     assert by[evaluate.COPY]["paper Light CNN: Rank-1"] == ""
     assert by["C-GAN"]["source"] == evaluate.PAPER_ONLY and by["ExprGAN"]["N"] == "not printed"
     assert all(r[c] != "" for r in csv_rows for c in ("data", "profile", "weights", "N"))
-    assert set(evaluate.numbers(rows)) == {f"meancolour/{m}" for m in by if by[m]["source"] == evaluate.THIS_RUN}
+    assert set(evaluate.numbers(rows)) == {f"{p}/meancolour/{m}" for p in evs
+                                           for m in by if by[m]["source"] == evaluate.THIS_RUN}
 
 
 def test_table6_optional_recogniser_without_weights_is_a_skipped_row(ev, cache, cfg, tmp_path):
@@ -203,7 +288,10 @@ def test_figures_are_written(cache, G, tmp_path):
     subj = cache.subjects
     assert all(subj[a] != subj[b] and cache.labels[a] == 0 and cache.labels[b] != 0 for a, b in ex)
     _, pairs = evaluate.figure_comparison(cache, G, tmp_path / "fig7_comparison.png", PROV, n_examples=3)
-    assert all(subj[a] == subj[b] for a, b in pairs)
+    assert set(map(tuple, pairs)) <= _rule_pairs(cache)                     # Fig. 7: primary-protocol pairs
+    fig9_pairs = {(evaluate.neutral_frame(cache, s, "val"), t) for s in info["subjects"]
+                  for t in evaluate.peak_frames(cache, s, "val").values()}
+    assert fig9_pairs <= _rule_pairs(cache)                                 # Fig. 9 too
     plt.close("all")
     for name in ("fig9_same_identity", "fig8_landmark_transfer", "fig7_comparison"):
         p = tmp_path / f"{name}.png"

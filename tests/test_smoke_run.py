@@ -28,13 +28,26 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
     # the stand-ins the smoke profile chose are named, never passed off as the paper's metrics
     t5 = open(out / "tables" / "table5.md").read()
     assert "FD-dlib" in t5
+    # Tables 5-7: the primary neutral-to-expression block first, the all-ordered-pairs block after it
+    order = ["neutral-to-expression", "all-ordered-pairs"]
+    for t in ("table5", "table6", "table7"):
+        blocks = [r["protocol"] for r in csv.DictReader(open(out / "tables" / f"{t}.csv")) if r["protocol"] in order]
+        assert blocks and blocks[0] == order[0] and set(blocks) == set(order), t
+        assert blocks == sorted(blocks, key=order.index), t
+    per_expr = list(csv.DictReader(open(out / "tables" / "table5_per_expression.csv")))
+    assert {r["protocol"] for r in per_expr} == {order[0]} and per_expr[-1]["target expression"] == "all"
+    # Table 4: the synthetic default's 7 expressions on peak frames (neutral is not a class)
+    t4 = list(csv.DictReader(open(out / "tables" / "table4.csv")))
+    assert t4 and all(r["classes"] == "7" for r in t4)
+    assert (out / "tables" / "table4_per_class.csv").is_file()
     report = (out / "report.md").read_text()
     assert all(n in report for n in names) and "synthetic" in report
     assert (out / "report.html").stat().st_size > 10_000
     pre = json.loads((out / "notebooks" / "01_preprocessing.metrics.json").read_text())["preprocessing"]
     assert pre["values"]["synthetic"] is True and pre["provenance"]["data"].startswith("synthetic")
     figs = {p.name for p in (out / "figures").iterdir()}
-    for f in ("fig6_preprocessed.png", "fig9_same_identity.png", "fig8_landmark_transfer.png", "losses.png"):
+    for f in ("fig6_preprocessed.png", "fig9_same_identity.png", "fig8_landmark_transfer.png", "losses.png",
+              "table4_confusion.png"):
         assert f in figs, f
     assert any(f.endswith(".gif") for f in figs)
     assert os.path.getsize(out / "train" / "checkpoints" / "last.pt") > 0

@@ -2,12 +2,14 @@
 
 Used twice: (1) expression accuracy of generated faces (the target label is the expected
 class), and (2) notebook 08 / paper Table 4 (accuracy when the training set is enlarged
-with generated faces; the paper does not describe its classifier, so this one is ours).
+with generated faces; the paper does not describe its classifier, so this one is ours). For
+Table 4 the classes are the dataset's own expressions on peak frames (augmentation.py maps
+them to 0..C-1 and passes num_classes=C); per-class accuracy and the confusion matrix below.
 
 Inputs: uint8 (N, H, W, 3) RGB, or float in [-1, 1] (NCHW or NHWC), any square size; they
 are resized to `input_size` (64 by default): area-averaged when larger (128 -> 64 averages
-2x2 blocks), bilinear when smaller. Labels are
-indices into lmexpr_nb.data.records.CLASSES (8 classes).
+2x2 blocks), bilinear when smaller. Labels are class
+indices 0..num_classes-1: by default those of lmexpr_nb.data.records.CLASSES (8 classes).
 
 Network (about 0.1 M parameters; ~15 MFLOP per 64x64 image, seconds on a CPU for a few
 hundred images and tens of epochs):
@@ -163,6 +165,15 @@ def confusion_matrix(model: ExpressionNet, images, labels) -> np.ndarray:
     m = np.zeros((c, c), dtype=np.int64)
     np.add.at(m, (np.asarray(labels), predict(model, images)), 1)
     return m
+
+
+def per_class_accuracy(confusion) -> np.ndarray:
+    """(C,) recall of each class from a confusion matrix (rows = true class): correct / that class's
+    test images; NaN for a class without test images."""
+    m = np.asarray(confusion, np.float64)
+    n = m.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.diag(m) / np.where(n > 0, n, 1), np.nan)
 
 
 def expression_accuracy_metric(*, fake=None, fake_labels=None, classifier=None, **_):

@@ -206,7 +206,21 @@ def fid_or_standin(real_images, fake_images, cfg=None, device: str = "cpu",
     """
     cfg = eval_config(cfg)
     embed, fd_name, kid_name, prov = _extractor(cfg, device, batch_size)
-    fr, ff = np.asarray(embed(real_images)), np.asarray(embed(fake_images))
+    return fd_kid_from_features(np.asarray(embed(real_images)), np.asarray(embed(fake_images)), fd_name, kid_name,
+                                prov, cfg, kid_seed)
+
+
+def feature_extractor(cfg=None, device: str = "cpu", batch_size: int = 50):
+    """(embed: images -> (N, D) features, FD name, KID name, provenance) chosen by `cfg.fid_features`,
+    for callers that embed each image once and score several subsets (evalset's shared pairs)."""
+    return _extractor(eval_config(cfg), device, batch_size)
+
+
+def fd_kid_from_features(fr, ff, fd_name: str, kid_name: str, prov: str, cfg=None,
+                         kid_seed: int = 0) -> list[MetricResult]:
+    """[Frechet distance, KID] (as fid_or_standin reports them) from real and generated features."""
+    cfg = eval_config(cfg)
+    fr, ff = np.asarray(fr), np.asarray(ff)
     fd, det = frechet_distance_features(fr, ff, return_details=True)
     kmean, kstd, m = kid(fr, ff, cfg.kid_subset_size, cfg.kid_subsets, seed=kid_seed)
     dim = fr.shape[1]
