@@ -26,7 +26,11 @@ def with_provenance(rows: list[dict], provenance: dict) -> list[dict]:
         r.setdefault("profile", provenance.get("profile", "?"))
         standins = provenance.get("standins") or ["none"]
         r.setdefault("weights", "pretrained" if standins == ["none"] else "stand-in: " + "; ".join(standins))
-        r.setdefault("recipe", "paper" if str(r["data"]).endswith("(paper)") else provenance.get("recipe", "?"))
+        if str(r["data"]).endswith("(paper)"):
+            r.setdefault("recipe", "paper")
+        elif str(r["weights"]).startswith("no model"):
+            r.setdefault("recipe", "none (no trained model)")
+        r.setdefault("recipe", provenance.get("recipe", "?"))
         if r.get("N") in (None, ""):
             raise ValueError(f"table row {r} has no N (number of samples behind it)")
         out.append(r)

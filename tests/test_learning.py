@@ -62,7 +62,7 @@ def test_without_the_gan_term_no_discriminator_is_trained():
 
 
 def test_gan_warm_up_switches_the_discriminators_on_at_its_step():
-    cfg = tiny_cfg(steps=4).updated({"train": {"gan_start": 0.5}})
+    cfg = tiny_cfg(steps=4).updated({"train": {"gan_start": 0.5}, "loss": {"lambda_gan": 5.0}})
     assert [train_mod.gan_on(s, cfg) for s in range(4)] == [False, False, True, True]
     core, batches = _core_and_batches(cfg)
     d0 = _params(core.d_image)

@@ -70,7 +70,7 @@ def make_cache(frames_per_subject=(3, 3, 2), val_subjects=1, size=32, seed=0) ->
 
 def tiny_cfg(steps=6, **train):
     t = dict(steps=steps, batch_size=4, checkpoint_every=2, sample_every=3, log_every=1, num_workers=0,
-             deterministic=True, device="cpu", lr_decay_start=0.5)
+             deterministic=True, device="cpu", lr_decay_start=0.5, pairs="all-ordered-pairs")
     t.update(train)
     return load_profile("smoke", {
         "data": {"image_size": 32},
