@@ -280,6 +280,34 @@ def test_checkpoint_payload_is_refused_by_load_generator(tmp_path):
     assert not marker.exists()
 
 
+@fault("code execution")
+def test_every_load_in_the_kit_refuses_pickles():
+    """Source check over the package: every torch.load passes weights_only=True, every np.load
+    allow_pickle=False, and nothing calls pickle.load(s), yaml.load or weights_only=False."""
+    import ast
+
+    import lmexpr_nb
+    bad, loads = [], 0
+    for path in sorted(Path(lmexpr_nb.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            owner = node.func.value.id if isinstance(node.func.value, ast.Name) else ""
+            kw = {k.arg: getattr(k.value, "value", None) for k in node.keywords}
+            where = f"{path.name}:{node.lineno}"
+            if (owner, node.func.attr) == ("torch", "load"):
+                loads += 1
+                if kw.get("weights_only") is not True:
+                    bad.append(f"{where} torch.load without weights_only=True")
+            elif (owner, node.func.attr) in (("np", "load"), ("numpy", "load")):
+                loads += 1
+                if kw.get("allow_pickle") is not False:
+                    bad.append(f"{where} np.load without allow_pickle=False")
+            elif (owner, node.func.attr) in (("pickle", "load"), ("pickle", "loads"), ("yaml", "load")):
+                bad.append(f"{where} {owner}.{node.func.attr}")
+    assert loads >= 4 and bad == []
+
+
 def _small_lightcnn():
     from lmexpr_nb.metrics.recognisers import LightCNN29v2
     torch.manual_seed(0)

@@ -66,6 +66,16 @@ def _dlib_models(predictor: str):
             dlib.face_recognition_model_v1(str(dlib_model("dlib_face_recognition_resnet_model_v1.dat"))))
 
 
+def _dlib_file(name: str) -> str:
+    """'<model file>, sha256 <prefix>' for provenance (the bare name if the file is not installed)."""
+    from ..envcheck import dlib_model
+    from ..weights import describe
+    try:
+        return describe(dlib_model(name))
+    except FileNotFoundError:
+        return name
+
+
 class DlibRecogniser:
     """dlib's 128-d ResNet face descriptor with dlib's own alignment (see the module doc)."""
 
@@ -79,7 +89,7 @@ class DlibRecogniser:
         self.detect = detect
         self.num_jitters = num_jitters
         self.padding = padding
-        self.provenance = (f"dlib_face_recognition_resnet_model_v1.dat + {self.predictor}-point shape "
+        self.provenance = (f"{_dlib_file('dlib_face_recognition_resnet_model_v1.dat')} + {self.predictor}-point shape "
                            f"({'HOG face box, whole image if none' if detect else 'whole image as face box'})")
         self.last_stats: dict = {}
 
