@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -159,28 +160,29 @@ def _coerce(value, annotation: str, where: str):
         raise SettingTypeError(f"{where} must be {want}, got {value!r} ({type(value).__name__})")
     if value is None:
         return value if "None" in kinds else fail(" or ".join(k for k in kinds))
+    boolean = isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b"
     for kind in kinds:
-        if kind == "bool" and isinstance(value, bool):
-            return value
+        if kind == "bool" and boolean:
+            return bool(value)
         if kind == "str" and isinstance(value, str):
             return value
-        if kind == "int" and not isinstance(value, bool):
+        if kind == "int" and not boolean:
             v = value
             if isinstance(v, str):
                 try:
                     v = float(v)
                 except ValueError:
                     continue
-            if isinstance(v, int):
-                return v
-            if isinstance(v, float) and math.isfinite(v) and v.is_integer():
+            if isinstance(v, numbers.Integral):
                 return int(v)
-        if kind == "float" and not isinstance(value, bool):
+            if isinstance(v, numbers.Real) and math.isfinite(v) and float(v).is_integer():
+                return int(v)
+        if kind == "float" and not boolean and isinstance(value, (numbers.Real, str)):
             try:
-                v = float(value) if isinstance(value, (int, float, str)) else None
+                v = float(value)
             except ValueError:
-                v = None
-            if v is not None and math.isfinite(v):
+                continue
+            if math.isfinite(v):
                 return v
         if kind.startswith("tuple[") and isinstance(value, (list, tuple)):
             inner = kind[len("tuple["):].split(",")[0].strip()

@@ -501,8 +501,9 @@ def test_second_preprocess_into_the_same_folder_is_refused_and_the_first_result_
         import lmexpr_nb.preprocess as P
         real = P.process_sequence
         def slow(*a, **k):
-            Path({str(flag)!r}).write_text("working")
-            time.sleep(4)
+            if not Path({str(flag)!r}).exists():       # the first sequence: hold the folder a while
+                Path({str(flag)!r}).write_text("working")
+                time.sleep(4)
             return real(*a, **k)
         P.process_sequence = slow
         rep = P.preprocess_dataset("ckplus", {str(small_tree)!r}, {str(out)!r}, P.DataConfig(image_size=32),
@@ -964,6 +965,10 @@ def test_stale_temporaries_are_removed_and_a_live_writers_kept(tmp_path):
 def test_bench_preprocess_says_a_real_tree_is_real(small_tree, tmp_path):
     from lmexpr_nb.bench.preprocess import bench_preprocess
     (small_tree / "SYNTHETIC.md").unlink()                            # now a real-layout tree, not synthetic
+    for sub in ("cohn-kanade-images", "Emotion", "Landmarks"):         # two sequences are enough here
+        for seq in sorted((small_tree / sub / "S001").iterdir())[2:]:
+            shutil.rmtree(seq)
     r = bench_preprocess(tmp_path / "b.json", frames=4, workers=1, data=small_tree)
     assert not r["data"].startswith("synthetic") and "real" in r["data"] and str(small_tree) in r["data"]
-    assert r["frames"] == 28 and "28 frames" in r["data"]
+    assert r["frames"] == 8 and "1 subjects, 2 sequences, 8 frames" in r["data"]
+    assert json.loads((tmp_path / "b.json").read_text())["data"] == r["data"]
