@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 COMMANDS = {
     "synth": ("lmexpr_nb.__main__", "synth_main", "write the synthetic CK+-layout default dataset"),
@@ -34,7 +35,15 @@ def synth_main(argv: list[str] | None = None) -> int:
         print("lmexpr synth: need --subjects >= 1 and --frames >= 2", file=sys.stderr)
         return 2
     from .data.synthetic import write_synthetic_ckplus
-    s = write_synthetic_ckplus(a.out, subjects=a.subjects, frames=a.frames, seed=a.seed, workers=a.workers)
+    from .io import writable_dir
+    try:
+        writable_dir(Path(a.out).expanduser().parent, "the folder of --out")
+        if Path(a.out).exists() and not Path(a.out).is_dir():
+            raise ValueError(f"--out {a.out} is a file: give a folder to write the dataset into")
+        s = write_synthetic_ckplus(a.out, subjects=a.subjects, frames=a.frames, seed=a.seed, workers=a.workers)
+    except (OSError, ValueError) as e:
+        print(f"lmexpr synth: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
     print(f"wrote synthetic CK+-layout dataset to {a.out}: {s}")
     return 0
 

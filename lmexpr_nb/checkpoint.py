@@ -109,15 +109,32 @@ def save_checkpoint(path, *, step: int, config: Config | dict, models: dict, opt
     return path
 
 
+class CheckpointError(ValueError):
+    """A file that is not a readable lmexpr-nb checkpoint; the message is one line naming it."""
+
+
 def load_checkpoint(path, map_location="cpu") -> dict:
-    """Read a checkpoint with weights_only=True (no arbitrary pickles); checks the format."""
+    """Read a checkpoint with weights_only=True (no arbitrary pickles); checks the format.
+    CheckpointError (a ValueError) with one line naming the file when it is truncated, damaged,
+    holds pickled objects (refused, never run) or is no checkpoint at all."""
+    import pickle
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path} is not a readable training checkpoint: it holds pickled Python objects "
+                              f"besides tensors and numbers (refused, nothing in it was run) or is damaged; "
+                              f"the kit's checkpoints never do: restore it, or train into another --out") from None
+    except Exception as e:  # zip reader, EOF, legacy-format parser errors (a KeyError on junk)
+        raise CheckpointError(f"{path} is not a readable training checkpoint ({type(e).__name__}: truncated or "
+                              f"damaged, e.g. by a full disk); restore it from a copy, or train into "
+                              f"another --out") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path} is not an lmexpr-nb training checkpoint (format {found!r}, expected {FORMAT!r})")
+        raise CheckpointError(f"{path} is not an lmexpr-nb training checkpoint (format {found!r}, "
+                              f"expected {FORMAT!r})")
     return ckpt
 
 

@@ -10,12 +10,22 @@ A profile is a small YAML file in `lmexpr_nb/profiles/` (`smoke`, `paper`) or an
   synth:      options of the synthetic default dataset,
   notebooks:  parameters given to every notebook (and per-notebook ones under their names).
 `load_profile(name, overrides)` layers it over the defaults; unknown keys are an error,
-not silently ignored.
+not silently ignored, and so is a value of the wrong type (`SettingError`, one line naming the
+setting, e.g. "config.train.steps must be an integer, got 'ten'"). Numbers written as text
+are read as numbers ("1e-4": PyYAML reads `lr: 1e-4` without a dot as a string); a float
+field takes an integer; an integer field takes a whole float (1.0e5); a switch must be a
+true boolean (yes/no/true/false), never a string that happens to be truthy.
+A profile file that is not valid YAML is a ValueError naming the file and the line.
+Relative weight-file paths inside a profile file (loss.vgg_weights, eval.*_weights) are
+resolved against the profile file's own folder, so the same profile works from any working
+directory (notebooks run with their own).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -84,7 +94,7 @@ class TrainConfig:
     log_every: int = 10
     device: str = "auto"             # auto | cpu | cuda
     amp: str = "auto"                # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
-    channels_last: str = "auto"      # auto (on CUDA) | true | false
+    channels_last: str | bool = "auto"   # auto (on CUDA) | true | false
     compile: bool = False            # torch.compile; never on CPU tests
     num_workers: int = 2
     deterministic: bool = False      # CPU: bitwise repeatable (resume tests)
@@ -159,20 +169,73 @@ NOT_RECIPE = {("train", k) for k in ("checkpoint_every", "sample_every", "log_ev
                                       "channels_last", "compile", "num_workers", "deterministic", "seed")}
 
 
+class SettingError(KeyError):
+    """An unknown setting or a value of the wrong type: a KeyError (and a ValueError, so that every
+    command line's one-line handler takes it) whose str() is the plain one-line message."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class SettingTypeError(SettingError, ValueError):
+    pass
+
+
+def _coerce(value, annotation: str, where: str):
+    """`value` checked (and converted where lossless) against a field annotation such as
+    'int', 'float', 'str | None', 'tuple[str, ...]'. SettingTypeError naming `where` otherwise."""
+    kinds = [a.strip() for a in str(annotation).split("|")]
+
+    def fail(want):
+        raise SettingTypeError(f"{where} must be {want}, got {value!r} ({type(value).__name__})")
+    if value is None:
+        return value if "None" in kinds else fail(" or ".join(k for k in kinds))
+    boolean = isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b"
+    for kind in kinds:
+        if kind == "bool" and boolean:
+            return bool(value)
+        if kind == "str" and isinstance(value, str):
+            return value
+        if kind == "int" and not boolean:
+            v = value
+            if isinstance(v, str):
+                try:
+                    v = float(v)
+                except ValueError:
+                    continue
+            if isinstance(v, numbers.Integral):
+                return int(v)
+            if isinstance(v, numbers.Real) and math.isfinite(v) and float(v).is_integer():
+                return int(v)
+        if kind == "float" and not boolean and isinstance(value, (numbers.Real, str)):
+            try:
+                v = float(value)
+            except ValueError:
+                continue
+            if math.isfinite(v):
+                return v
+        if kind.startswith("tuple[") and isinstance(value, (list, tuple)):
+            inner = kind[len("tuple["):].split(",")[0].strip()
+            return tuple(_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value))
+    names = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string",
+             "None": "null"}
+    fail(" or ".join(names.get(k, "a list") for k in kinds))
+
+
 def _update(obj, overrides: dict, where: str = "config"):
     names = {f.name: f for f in fields(obj)}
+    if not isinstance(overrides, dict):
+        raise SettingTypeError(f"{where} must be a mapping, got {overrides!r}")
     for key, value in overrides.items():
         if key not in names:
-            raise KeyError(f"unknown setting {where}.{key}; known: {', '.join(names)}")
+            raise SettingError(f"unknown setting {where}.{key}; known: {', '.join(names)}")
         cur = getattr(obj, key)
         if dataclasses.is_dataclass(cur):
             if not isinstance(value, dict):
-                raise TypeError(f"{where}.{key} must be a mapping, got {value!r}")
+                raise SettingTypeError(f"{where}.{key} must be a mapping, got {value!r}")
             _update(cur, value, f"{where}.{key}")
         else:
-            if isinstance(cur, tuple) and isinstance(value, list):
-                value = tuple(value)
-            setattr(obj, key, value)
+            setattr(obj, key, _coerce(value, names[key].type, f"{where}.{key}"))
     return obj
 
 
@@ -189,7 +252,16 @@ def profile_path(name_or_path: str | Path) -> Path:
 
 def read_profile(name_or_path: str | Path) -> dict[str, Any]:
     """The raw profile mapping: {config: ..., synth: ..., notebooks: ...}."""
-    raw = yaml.safe_load(profile_path(name_or_path).read_text()) or {}
+    path = profile_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ValueError(f"profile {path} is not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"profile {path} must be a mapping with config:, synth:, notebooks:; "
+                         f"got {type(raw).__name__}")
     unknown = set(raw) - {"config", "synth", "notebooks", "description"}
     if unknown:
         raise KeyError(f"profile {name_or_path}: unknown top-level keys {sorted(unknown)}")
@@ -200,8 +272,17 @@ def load_profile(name_or_path: str | Path = "smoke", overrides: dict | None = No
     """Config = defaults <- profile's `config:` <- overrides."""
     raw = read_profile(name_or_path)
     cfg = Config.from_dict(raw.get("config") or {})
+    folder = profile_path(name_or_path).resolve().parent
+    for section, key in WEIGHT_PATHS:                    # relative to the profile file, not the cwd
+        v = getattr(getattr(cfg, section), key)
+        if isinstance(v, str) and v and not Path(v).expanduser().is_absolute():
+            setattr(getattr(cfg, section), key, str(folder / Path(v).expanduser()))
     cfg.profile = Path(name_or_path).stem if str(name_or_path).endswith((".yaml", ".yml")) else str(name_or_path)
     return cfg.updated(overrides)
+
+
+WEIGHT_PATHS = (("loss", "vgg_weights"), ("eval", "inception_weights"), ("eval", "lightcnn_weights"),
+                ("eval", "vggface_weights"))
 
 
 def notebook_parameters(name_or_path: str | Path, notebook: str) -> dict[str, Any]:

@@ -24,6 +24,16 @@ training. Paste-back samples the generated crop at every photo pixel of the crop
 smoothly to 0 over the outer `feather` fraction of the crop (mask="box"), or follows the
 landmarks' hull (mask="face"); pixels outside the footprint are returned unchanged.
 For video, pass `source_landmarks` (photo pixels, e.g. from a tracker) to skip detection.
+
+Arguments are checked before any work, each with a one-line ValueError naming it:
+- `intensity` a real number (not text, not NaN/inf) in [0, 1]. Above 1 or below 0 only with
+  `extrapolate=True`, in [-1, 2]: the landmarks then move by intensity x the mean displacement
+  (2 = twice the typical expression, -1 = its opposite) while the label planes stay at the
+  clipped blend, since the label space has nothing beyond "fully happy";
+- landmarks (68, 2) finite; source landmarks inside the photo (a margin of a quarter of its
+  size allowed), target landmarks inside the model's crop extended by half a crop per side:
+  farther out the generator has never seen a face and would paint nothing useful;
+- `regions` only mouth/smile/brow/eyes, each a finite number in [-1, 1]; `feather` in (0, 0.5].
 """
 from __future__ import annotations
 
@@ -235,26 +245,93 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, to_crop: np.ndarray, mask: n
 # --------------------------------------------------------------------------------------
 # The call
 
+def _number(name: str, value, lo: float, hi: float, hint: str = "") -> float:
+    """A finite real number in [lo, hi], else a one-line ValueError naming `name`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {v}")
+    if not lo <= v <= hi:
+        raise ValueError(f"{name} {v:g} is outside [{lo:g}, {hi:g}]{hint}")
+    return v
+
+
+def _intensity(value, extrapolate: bool) -> float:
+    if extrapolate:
+        return _number("intensity", value, -1.0, 2.0, " (the range with extrapolate=True)")
+    return _number("intensity", value, 0.0, 1.0, ": pass extrapolate=True to exaggerate (up to 2) or reverse "
+                                                 "(down to -1) the expression")
+
+
+def _points(name: str, pts, box: tuple[float, float, float, float], where: str) -> np.ndarray:
+    """(68, 2) finite points inside box (x0, y0, x1, y1), else a one-line ValueError."""
+    try:
+        a = np.asarray(pts, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a (68,2) array of numbers, got {type(pts).__name__}") from None
+    if a.shape != (68, 2):
+        raise ValueError(f"{name} must be (68,2) landmarks, got shape {a.shape}")
+    bad = ~np.isfinite(a).all(1)
+    if bad.any():
+        raise ValueError(f"{name} must be finite numbers: {int(bad.sum())} of 68 points are NaN or infinite")
+    x0, y0, x1, y1 = box
+    out = (a[:, 0] < x0) | (a[:, 0] > x1) | (a[:, 1] < y0) | (a[:, 1] > y1)
+    if out.any():
+        raise ValueError(f"{name}: {int(out.sum())} of 68 points lie outside {where} "
+                         f"(x {x0:g}..{x1:g}, y {y0:g}..{y1:g}; e.g. point {int(np.argmax(out))} at "
+                         f"{a[np.argmax(out)].round(1).tolist()})")
+    return a
+
+
+def _regions(regions) -> dict:
+    if not regions:
+        return {}
+    if not isinstance(regions, dict):
+        raise ValueError(f"regions must be a dict like {{'mouth': 0.5}}, got {type(regions).__name__}")
+    known = tuple(ex.REGION_POINTS)
+    for k in regions:
+        if k not in known:
+            raise ValueError(f"unknown region {k!r}: use {', '.join(known)}")
+    return {k: _number(f"regions[{k!r}]", v, -1.0, 1.0) for k, v in regions.items()}
+
+
+def _target_in_crop(tlm, size: int) -> np.ndarray:
+    return _points("target landmarks", tlm, (-0.5 * size, -0.5 * size, 1.5 * size, 1.5 * size),
+                   f"the face's {size}x{size} crop extended by half a crop (they come out outside the face)")
+
+
 def edit_face(image, target, *, generator, cfg, intensity: float = 1.0, label=None, source_label=0,
               expressions: ex.ExpressionModel | None = None, regions: dict | None = None,
               landmarks_in: str = "frame", source_landmarks=None, detector=None, mask: str = "box",
-              feather: float = 0.12, device=None) -> EditResult:
+              feather: float = 0.12, device=None, extrapolate: bool = False) -> EditResult:
     """Edit the face in `image` (uint8, any size) toward `target` (see the module doc).
 
     cfg: the training Config (its data.crop_margin and model are used) or a ModelConfig (the
     default crop margin is used). generator: a Generator (or any module with its forward).
-    Raises NoFaceError (a ValueError) with a one-line message when no face is found.
+    Raises NoFaceError (a ValueError) with a one-line message when no face is found, and a
+    one-line ValueError for any argument outside what the module doc allows.
     """
+    intensity = _intensity(intensity, extrapolate)
+    regions = _regions(regions)
+    feather = _number("feather", feather, 1e-3, 0.5)
+    if mask not in ("box", "face"):
+        raise ValueError(f"mask must be 'box' or 'face', got {mask!r}")
     from .config import Config
     model_cfg = cfg.model if isinstance(cfg, Config) else cfg
     margin = cfg.data.crop_margin if isinstance(cfg, Config) else None
     frame = read_image(image)
+    if source_landmarks is not None:
+        h, w = frame.shape[:2]
+        source_landmarks = _points("source_landmarks", source_landmarks, (-0.25 * w, -0.25 * h, 1.25 * w, 1.25 * h),
+                                   f"the {w}x{h} photo")
     face = prepare_face(frame, model_cfg.image_size, margin, detector, source_landmarks)
     tlm, lab = resolve_target(face, target, intensity=intensity, label=label, source_label=source_label,
                               expressions=expressions, landmarks_in=landmarks_in, detector=detector,
                               num_classes=model_cfg.num_classes)
     if regions:
         tlm = ex.edit_regions(tlm, **regions)
+    tlm = _target_in_crop(tlm, model_cfg.image_size)
     if device is None:
         p = next(iter(generator.parameters()), None) if hasattr(generator, "parameters") else None
         device = p.device if p is not None else "cpu"
@@ -263,10 +340,8 @@ def edit_face(image, target, *, generator, cfg, intensity: float = 1.0, label=No
     s = model_cfg.image_size
     if mask == "box":
         m = feather_mask(s, feather)
-    elif mask == "face":
-        m = face_mask(s, [face.landmarks, tlm], feather)
     else:
-        raise ValueError(f"mask must be 'box' or 'face', got {mask!r}")
+        m = face_mask(s, [face.landmarks, tlm], feather)
     pasted, wgt, window = paste_back(frame, out, face.to_crop, m)
     return EditResult(out, pasted, face.crop, face.landmarks, tlm, lab, face, wgt, window)
 

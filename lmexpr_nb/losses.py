@@ -173,7 +173,7 @@ class PerceptualLoss(nn.Module):
         else:
             path = weights.locate("vgg19", cfg.vgg_weights)
             _load_vgg_features(features, reference, path)
-            self.description = f"ImageNet VGG19 {cfg.vgg_layer} ({path})"
+            self.description = f"ImageNet VGG19 {cfg.vgg_layer} ({path}, sha256 {weights.file_sha256(path)[:16]})"
         self.features = features.eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -210,10 +210,7 @@ def _load_vgg_features(features: nn.Sequential, reference: nn.Module, path) -> N
 
     The file's keys and shapes are checked against torchvision's VGG19 (so another net's
     weights are refused with a message); keys of layers beyond the kept ones may be absent."""
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:                                 # legacy (pre-zip) format cannot be mmapped
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+    sd = weights.load_state_file(path, "VGG19 weights", mmap=True)   # never unpickles; one-line refusal
     if not isinstance(sd, dict):
         raise weights.MissingWeightsError(f"{path} does not hold a state dict (found {type(sd).__name__}); "
                                           f"expected torchvision's vgg19-dcbe5e31.pth")

@@ -3,10 +3,18 @@ a subject-disjoint train/validation split -> the cache (data/cache.py) + a JSON 
 
 Per sequence, faces are detected once and tracked (landmarks.track_sequence). Where dlib
 finds no face, the dataset's own landmarks are used when it ships them (CK+, the synthetic
-set); otherwise the frame is skipped with its reason. Unreadable, truncated or odd images
+set), after two checks that the image holds something face-like there: the points lie inside
+the image, and the landmarks' box is neither flat (grey-level std < FLAT_STD) nor noise-like
+(neighbouring pixels of its 64x64 grey copy correlate < NOISE_CORRELATION; faces, even noisy
+or dark ones, are > 0.75, pixel noise ~0). Frames kept this way are method "dataset", counted
+in the report and listed (`dataset_landmark_frames`) so that notebook 01 can show them;
+otherwise the frame is skipped with its reason. Unreadable, truncated or odd images
 are skips with a reason, never a crash and never a silently wrong sample.
 The cache is reused while the inputs (paths, sizes, mtimes, labels, landmarks) and the
-settings are unchanged; `force` rebuilds it.
+settings are unchanged; `force` rebuilds it. A truncated or damaged cache is rebuilt.
+The report travels inside the cache archive (data/cache.py), so a reused cache always comes
+with its own report. One preprocess at a time writes into a folder (an fcntl lock on
+`<out>/.preprocess.lock`); a second one is refused at once with a one-line message.
 """
 from __future__ import annotations
 
@@ -26,11 +34,15 @@ import numpy as np
 
 from . import __version__
 from .config import DataConfig
-from .data.cache import FaceCache, load_cache, save_cache
+from .data.cache import CacheError, FaceCache, load_cache, load_report, save_cache
 from .data.readers import read_dataset
 from .data.records import CLASSES
-from .io import write_json
+from .io import exclusive_lock, writable_dir, write_json
 from .landmarks import BadImage, LandmarkDetector, crop_and_resize, crop_box, read_image, track_sequence
+
+FLAT_STD = 2.0            # grey levels (of 255) in the landmarks' box: below this there is nothing there
+NOISE_CORRELATION = 0.4   # mean neighbour correlation of the box's 64x64 grey copy: below this, pixel noise
+LOCK = ".preprocess.lock"
 
 
 def cache_key(dataset: str, records, cfg: DataConfig) -> str:
@@ -53,6 +65,48 @@ def split_subjects(subjects, val_fraction: float, seed: int) -> set[str]:
         return set()
     n_val = min(len(subjects) - 1, max(1, int(round(val_fraction * len(subjects)))))
     return set(np.random.default_rng(seed).choice(subjects, n_val, replace=False).tolist())
+
+
+def check_data_config(cfg: DataConfig) -> DataConfig:
+    """ValueError (one line naming the setting) for settings preprocessing cannot honour."""
+    def bad(name, want, got):
+        raise ValueError(f"data.{name} must be {want}, got {got!r}")
+    for name in ("image_size", "first_k", "last_k", "split_seed", "detector_upsample"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            bad(name, "an integer", v)
+    if not 16 <= cfg.image_size <= 4096:
+        bad("image_size", "between 16 and 4096 pixels", cfg.image_size)
+    if cfg.first_k < 0 or cfg.last_k < 0 or cfg.first_k + cfg.last_k < 1:
+        bad("first_k/last_k", "non-negative, at least one frame in all", (cfg.first_k, cfg.last_k))
+    if not (isinstance(cfg.val_fraction, (int, float)) and 0 <= cfg.val_fraction < 1):
+        bad("val_fraction", "a fraction in [0, 1)", cfg.val_fraction)
+    if not (isinstance(cfg.crop_margin, (int, float)) and 0 <= cfg.crop_margin <= 2):
+        bad("crop_margin", "a fraction in [0, 2]", cfg.crop_margin)
+    return cfg
+
+
+def dataset_landmarks_problem(image: np.ndarray, pts: np.ndarray) -> str | None:
+    """Why a dataset's landmarks cannot stand in for dlib's on this frame (None: they can)."""
+    from PIL import Image
+    h, w = image.shape[:2]
+    slack = 0.02 * max(h, w)
+    if (pts[:, 0].min() < -slack or pts[:, 1].min() < -slack or pts[:, 0].max() > w - 1 + slack
+            or pts[:, 1].max() > h - 1 + slack):
+        return "no face found by dlib, and the dataset's landmarks lie outside the image"
+    x0, y0 = max(int(np.floor(pts[:, 0].min())), 0), max(int(np.floor(pts[:, 1].min())), 0)
+    x1, y1 = min(int(np.ceil(pts[:, 0].max())) + 1, w), min(int(np.ceil(pts[:, 1].max())) + 1, h)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return "no face found by dlib, and the dataset's landmarks span less than 4 pixels"
+    g = np.asarray(Image.fromarray(image[y0:y1, x0:x1]).convert("L").resize((64, 64), Image.BOX), np.float64)
+    if g.std() < FLAT_STD:
+        return f"no face found by dlib, and the image is flat where the dataset's landmarks are (std {g.std():.1f})"
+    a = g - g.mean()
+    corr = 0.5 * ((a[:, 1:] * a[:, :-1]).sum() + (a[1:] * a[:-1]).sum()) / (a * a).sum()
+    if corr < NOISE_CORRELATION:
+        return (f"no face found by dlib, and the image is noise-like where the dataset's landmarks are "
+                f"(neighbour correlation {corr:.2f})")
+    return None
 
 
 def _frames(records, bad: dict):
@@ -82,6 +136,10 @@ def process_sequence(records, cfg: DataConfig, track: bool = True, detector: Lan
             out.append((None, None, "skipped", bad[k]))
             continue
         if pts is None and r.landmarks is not None:
+            problem = dataset_landmarks_problem(img, r.landmarks)
+            if problem:
+                out.append((None, None, "skipped", problem))
+                continue
             pts, how = r.landmarks, "dataset"
         if pts is None:
             out.append((None, None, "skipped", "no face found and the dataset has no landmarks"))
@@ -99,20 +157,51 @@ def _worker(args):
 
 def preprocess_dataset(dataset: str, root, out_dir, cfg: DataConfig | None = None, workers: int = 1,
                        progress: bool = True, force: bool = False, track: bool = True) -> dict:
-    """Build (or reuse) `<out_dir>/cache.npz` and `<out_dir>/report.json`; returns the report."""
-    cfg = cfg or DataConfig()
+    """Build (or reuse) `<out_dir>/cache.npz` and `<out_dir>/report.json`; returns the report.
+
+    The output folder is checked before any work; a second call into the same folder while one
+    runs raises io.BusyError (a ValueError) at once."""
+    cfg = check_data_config(cfg or DataConfig())
+    out_dir = writable_dir(out_dir, "preprocessing output folder")
+    with exclusive_lock(out_dir / LOCK, "preprocess"):
+        return _preprocess(dataset, root, out_dir, cfg, workers, progress, force, track)
+
+
+def _reusable(out_dir: Path, key: str) -> dict | None:
+    """The report of the cache in out_dir when it matches `key` and is whole, else None (rebuild)."""
+    try:
+        cache = load_cache(out_dir)
+        report = load_report(out_dir)
+    except (FileNotFoundError, CacheError):
+        return None            # none yet, or truncated / damaged: rebuild
+    if cache.meta.get("cache_key") != key:
+        return None
+    if report is None:         # written before the report was kept in the archive: trust report.json
+        try:                   # only when it describes this very cache
+            report = json.loads((out_dir / "report.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if report.get("cache_key") != key or report.get("frames_kept") != len(cache):
+            return None
+    report = dict(report, reused=True, cache=str(out_dir / "cache.npz"))
+    on_disk = None
+    try:
+        on_disk = json.loads((out_dir / "report.json").read_text())
+    except (OSError, ValueError):
+        pass
+    if on_disk != dict(report, reused=False):
+        write_json(out_dir / "report.json", dict(report, reused=False))   # the readable copy, repaired
+    return report
+
+
+def _preprocess(dataset, root, out_dir: Path, cfg, workers, progress, force, track) -> dict:
     t0 = time.perf_counter()
     read = read_dataset(dataset, root, cfg)
-    out_dir = Path(out_dir)
     key = cache_key(dataset, read.records, cfg)
-    if not force and (out_dir / "cache.npz").is_file() and (out_dir / "report.json").is_file():
-        try:
-            if load_cache(out_dir).meta.get("cache_key") == key:
-                report = json.loads((out_dir / "report.json").read_text())
-                report["reused"] = True
-                return report
-        except (ValueError, OSError):
-            pass  # unreadable old cache: rebuild
+    if not force:
+        report = _reusable(out_dir, key)
+        if report is not None:
+            return report
     seqs = defaultdict(list)
     for r in read.records:
         seqs[(r.subject, r.sequence)].append(r)
@@ -141,17 +230,18 @@ def preprocess_dataset(dataset: str, root, out_dir, cfg: DataConfig | None = Non
         paths=np.array([str(r.path) for r, *_ in keep]), split=np.array(["val" if r.subject in val else "train"
                                                                           for r, *_ in keep]),
         method=np.array([h for *_, h in keep]), meta=meta)
-    save_cache(out_dir / "cache.npz", cache)
     split = {s: {"subjects": len(set(cache.subjects[cache.split == s])), "frames": int((cache.split == s).sum())}
              for s in ("train", "val")}
     report = {"dataset": meta["dataset"], "synthetic": read.synthetic, "root": meta["root"], "reused": False,
               "records": len(read.records), "frames_kept": len(cache), "frames_by_method": dict(methods),
+              "dataset_landmark_frames": [str(r.path) for r, *_, how in keep if how == "dataset"][:200],
               "skipped": len(skips), "skips_by_reason": dict(Counter(s["reason"] for s in skips)),
               "split": split, "per_class": {CLASSES[k]: int((cache.labels == k).sum()) for k in range(len(CLASSES))},
               "image_size": cfg.image_size, "workers": workers, "seconds": round(seconds, 2),
               "frames_per_second": round(len(read.records) / seconds, 1), "cache": str(out_dir / "cache.npz"),
               "cache_key": key, "skip_examples": skips[:20]}
-    write_json(out_dir / "report.json", report)
+    save_cache(out_dir / "cache.npz", cache, report)      # cache and report: one archive, one rename
+    write_json(out_dir / "report.json", report)           # the readable copy
     return report
 
 
@@ -191,11 +281,21 @@ def preprocess_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=DataConfig.split_seed, help="split seed (default 0)")
     ap.add_argument("--force", action="store_true", help="rebuild even if a matching cache exists")
     a = ap.parse_args(argv)
+    prog = "lmexpr preprocess"
+    for flag, ok, want in (("--image-size", 16 <= a.image_size <= 4096, "between 16 and 4096"),
+                           ("--val-fraction", 0 <= a.val_fraction < 1, "a fraction in [0, 1)"),
+                           ("--workers", a.workers >= 1, "at least 1")):
+        if not ok:
+            value = getattr(a, flag[2:].replace("-", "_"))
+            print(f"{prog}: {flag} must be {want}, got {value}", file=sys.stderr)
+            return 2
     cfg = DataConfig(image_size=a.image_size, val_fraction=a.val_fraction, split_seed=a.seed)
     try:
+        writable_dir(a.out, "--out")
         rep = preprocess_dataset(a.dataset, a.root, a.out, cfg, workers=a.workers, force=a.force)
     except (ValueError, OSError) as e:
-        print(f"lmexpr preprocess: {e}", file=sys.stderr)
+        msg = str(e).strip().splitlines()
+        print(f"{prog}: {msg[0] if msg else type(e).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lmexpr preprocess: interrupted; the previous cache (if any) is intact", file=sys.stderr)

@@ -12,6 +12,10 @@ kernel (`python3`, this environment's own) into `outputs/<profile>/`:
 Parameters given to every notebook: profile, out_dir, dataset, data_root, cache_dir,
 interactive (False under papermill), metrics_path, plus the profile's `notebooks:` entries.
 A failing notebook stops the run with its name, the failing cell and the error.
+
+Paths (a profile file, --data, --out) are resolved against the caller's working directory
+before anything runs, since the notebooks execute in the output folder. The profile is loaded
+(every setting type-checked) and the output folder checked writable before the first notebook.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config, load_profile, notebook_parameters, read_profile
-from .io import write_json
+from .io import writable_dir, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -160,17 +164,20 @@ def run_profile(profile: str = "smoke", out: str | Path | None = None, data: str
     """Execute the notebooks for `profile`; returns (and writes to run.json) what ran and how long."""
     import papermill as pm
 
+    profile = resolve_profile_arg(profile)
+    load_profile(profile)                    # unknown or mistyped settings stop here, before any notebook
     profile_name = Path(str(profile)).stem
-    out = Path(out) if out else REPO / "outputs" / profile_name
-    out = _mkdir(out.resolve())
+    out = Path(out).expanduser() if out else REPO / "outputs" / profile_name
+    out = writable_dir(out.resolve(), "output folder")
     nb_out = _mkdir(out / "notebooks")
     dataset = dataset or notebook_parameters(profile, "").get("dataset", "synthetic")
     if data is None and dataset != "synthetic":
         raise ValueError(f"profile {profile_name} reads {dataset}: give its root with --data DIR (see data/README.md)")
     if data is None:
         data = ensure_synthetic(profile, log)
-    elif not Path(data).is_dir():
+    elif not Path(data).expanduser().is_dir():
         raise ValueError(f"--data {data}: no such folder")
+    data = Path(data).expanduser().resolve()
     if dataset == "synthetic" and data is not None and not (Path(data) / "SYNTHETIC.md").is_file():
         dataset = "ckplus"  # a real tree given to a synthetic profile is read as CK+, and labelled real
     summary = {"profile": profile_name, "out_dir": str(out), "dataset": dataset, "data_root": str(data),
@@ -214,6 +221,15 @@ def run_profile(profile: str = "smoke", out: str | Path | None = None, data: str
     if failed:
         raise NotebookFailed(f"{failed[0]['notebook']}: {failed[0]['error']} (executed copy: {failed[0]['executed']})")
     return summary
+
+
+def resolve_profile_arg(profile: str | Path) -> str:
+    """A profile file given by a relative path becomes absolute (the notebooks run elsewhere);
+    a profile name (smoke, paper) stays a name."""
+    p = Path(str(profile)).expanduser()
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return str(p.resolve())
+    return str(profile)
 
 
 def _describe_failure(executed: Path, err: Exception) -> str:
@@ -270,9 +286,13 @@ def run_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
     a = ap.parse_args(argv)
     try:
+        if a.out is not None:
+            writable_dir(Path(a.out).expanduser().resolve(), "--out")
         s = run_profile(a.profile, a.out, a.data, a.dataset, a.only, a.kernel)
-    except (ValueError, FileNotFoundError, KeyError, NotebookFailed) as e:
-        print(f"lmexpr run: {e}", file=sys.stderr)
+    except (ValueError, OSError, KeyError, NotebookFailed) as e:
+        text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        msg = text.strip().splitlines()
+        print(f"lmexpr run: {msg[0] if msg else type(e).__name__}", file=sys.stderr)
         return 2
     print(f"\nexecuted notebooks: {s['out_dir']}/notebooks/\nfigures: {s['out_dir']}/figures/\n"
           f"tables: {s['out_dir']}/tables/\nrun summary: {s['out_dir']}/run.json")

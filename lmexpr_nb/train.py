@@ -45,7 +45,7 @@ from . import checkpoint as ckpt_io
 from .config import Config, load_profile
 from .data.pairs import PairDataset, PairStream, collate_batch
 from .heatmaps import landmark_heatmaps
-from .io import atomic_path, write_json
+from .io import atomic_path, writable_dir, write_json
 
 G_TERMS = ("total", "gan", "gan_image", "gan_geometry", "perceptual", "pixel")
 TERMS = tuple(f"g_{t}" for t in G_TERMS) + ("d_image", "d_geometry")
@@ -83,16 +83,37 @@ def training_pairs(cache, cfg: Config, max_pairs: int | None = None):
     return PairDataset(cache, "train", max_pairs=max_pairs, seed=cfg.train.seed, protocol=cfg.train.pairs)
 
 
+def device_problem(name: str | None) -> str | None:
+    """Why `name` cannot be trained on here (None: it can): auto, cpu, cuda, cuda:N."""
+    name = str(name or "auto")
+    if name == "auto":
+        return None
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        return "not a device torch knows: use auto, cpu, cuda or cuda:N"
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            return "torch sees no CUDA GPU here: use cpu (or auto)"
+        if dev.index is not None and dev.index >= n:
+            return f"torch sees {n} CUDA GPU(s), cuda:0..cuda:{n - 1}"
+    elif dev.type != "cpu":
+        return f"training runs on cpu or cuda, not {dev.type}"
+    return None
+
+
 def resolve_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:
+    """The torch.device for `name`; ValueError (one line) for one that cannot be used here."""
     name = name or "auto"
+    problem = device_problem(name)
+    if problem:
+        raise ValueError(f"device {name!r}: {problem}")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(name)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device cuda asked for, but torch sees no CUDA GPU")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local_rank)
     return dev
 
 
@@ -349,7 +370,7 @@ class Trainer:
         if device is not None:
             cfg = cfg.updated({"train": {"device": device}})
         self.cfg = cfg
-        self.out_dir = Path(out_dir)
+        self.out_dir = writable_dir(out_dir, "training output folder")   # before any work
         self.progress = progress
         self.cache, self.cache_path = _open_cache(cache_dir)
         meta = _meta(self.cache)
@@ -765,7 +786,11 @@ def train_main(argv: list[str] | None = None) -> int:
     prog = "lmexpr train"
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.device is not None and device_problem(a.device):
+        print(f"{prog}: --device {a.device}: {device_problem(a.device)}", file=sys.stderr)
+        return 2
     try:
+        writable_dir(a.out, "--out")
         cfg = load_profile(a.config or a.profile or "smoke")
         if a.steps is not None and a.steps < 1:
             raise ValueError("--steps must be >= 1")
@@ -777,8 +802,9 @@ def train_main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except (OSError, ValueError, KeyError) as e:
+        text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        msg = text.strip().splitlines()[0] if text.strip() else type(e).__name__
         print(f"{prog}: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -129,6 +129,20 @@ def expression_grid(cache, per_class: int = 4, footer: str | None = None, seed: 
     return image_grid(rows, row_titles=titles, landmarks=lms, footer=footer)
 
 
+def method_grid(cache, method: str = "dataset", n: int = 8, per_row: int = 8, footer: str | None = None):
+    """The crops kept by one landmark method, landmarks overlaid; by default the frames where
+    dlib found no face and the dataset's own landmarks were used (check them by eye). None when
+    there are none."""
+    from .data.records import CLASSES
+    idx = np.flatnonzero(np.asarray(cache.method).astype(str) == method)[:n]
+    if idx.size == 0:
+        return None
+    rows = [list(idx[i:i + per_row]) for i in range(0, idx.size, per_row)]
+    return image_grid([[cache.images[i] for i in r] for r in rows],
+                      col_titles=[f"{cache.subjects[i]} {CLASSES[int(cache.labels[i])]}" for i in rows[0]],
+                      landmarks=[[cache.landmarks[i] for i in r] for r in rows], footer=footer)
+
+
 def loss_curves(csv_path: str | Path, footer: str | None = None, smooth: int = 5):
     """Loss terms over steps from train's losses.csv (moving average of `smooth` log rows)."""
     import csv

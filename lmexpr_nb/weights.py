@@ -7,17 +7,32 @@ download from its published address is tried (so a user online gets it without e
 unless $LMEXPR_NO_DOWNLOAD is set; when that fails too, `MissingWeightsError` says which
 file and where to put it. Stand-ins are never chosen here: a caller uses one only when
 its config explicitly asks for it, and labels every output made with it.
+
+Loading (`load_state_file`) never unpickles: `torch.load(..., weights_only=True)` with exactly
+numpy's scalar and dtype types allowed besides (released checkpoints keep an accuracy or an
+epoch counter as a numpy scalar). A file that needs anything more is refused with a one-line
+message naming it and saying how to convert it; a truncated or damaged file gets one line too.
+Every file's sha256 goes into the provenance of what it made (`file_sha256`, `describe`);
+where a release publishes a hash (torch hub's `name-<sha256 prefix>.pth` convention) it is
+checked.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 
 class MissingWeightsError(RuntimeError):
     """Pretrained weights that a run needs are not on this machine."""
+
+
+class RefusedWeightsError(MissingWeightsError):
+    """A weight file that is there but cannot be used: it would need unpickling, or it is damaged."""
 
 
 @dataclass(frozen=True)
@@ -95,11 +110,69 @@ def locate(name: str, user_path: str | os.PathLike | None = None, download: bool
 
 def _checked(path: Path, spec: WeightSpec) -> Path:
     if spec.sha256_prefix:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        if not h.hexdigest().startswith(spec.sha256_prefix):
+        digest = file_sha256(path)
+        if not digest.startswith(spec.sha256_prefix):
             raise MissingWeightsError(f"{path} is not the expected {spec.what}: its sha256 starts "
-                                      f"{h.hexdigest()[:8]}, expected {spec.sha256_prefix}; replace the file")
+                                      f"{digest[:8]}, expected {spec.sha256_prefix}; replace the file")
     return path
+
+
+# --------------------------------------------------------------------------------------
+# Hashes and safe loading
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The file's sha256 (hex), computed once per (path, size, mtime)."""
+    st = os.stat(path)
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def describe(path: str | os.PathLike) -> str:
+    """'<file name>, sha256 <first 16 hex digits>': what provenance strings carry."""
+    return f"{Path(path).name}, sha256 {file_sha256(path)[:16]}"
+
+
+def _numpy_extras() -> list:
+    """numpy scalars and their dtypes (under numpy 1.x's and 2.x's module names): nothing else."""
+    import numpy as np
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    dtypes = [type(np.dtype(t)) for t in ("float64", "float32", "float16", "int64", "int32", "int16", "int8",
+                                          "uint8", "bool")]
+    return [scalar, (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),
+            np.dtype] + dtypes
+
+
+def load_state_file(path: str | os.PathLike, what: str = "weights", mmap: bool = False):
+    """`torch.load(path, weights_only=True)` (plus numpy scalars), never a full unpickle.
+
+    RefusedWeightsError, one line naming the file: when the file holds other pickled objects
+    (it is refused, nothing in it runs), or when it is truncated or damaged."""
+    import torch
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(_numpy_extras()):
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            except RuntimeError:
+                if not mmap:
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=True)   # legacy format: no mmap
+    except pickle.UnpicklingError as e:
+        needs = re.search(r"GLOBAL ([\w.]+)", str(e))
+        raise RefusedWeightsError(
+            f"{path}: refused, not loaded: besides tensors and numbers it holds pickled Python objects"
+            f"{f' ({needs.group(1)})' if needs else ''}, and the kit never unpickles a weight file; if you trust "
+            f"its source, convert it once in a separate Python session to a plain state dict "
+            f"(torch.save(model.state_dict(), 'new.pth')) and give that file") from None
+    except Exception as e:  # zip reader, EOF, legacy-format parser errors (a KeyError on junk)
+        raise RefusedWeightsError(f"{path} is not a readable {what} file ({type(e).__name__}: truncated, damaged "
+                                  f"or not a PyTorch file); replace it") from None

@@ -172,3 +172,31 @@ def test_evaluation_and_table7(trained, tmp_path):
     assert "NOT FID" in md and "noise" in md and "std" in md and "primary" in md
     fig = ablation.sample_grid(cache, ev, n=2)
     assert len(fig.axes) == 2 * (2 + 5)
+
+
+def _psnr(a, b) -> np.ndarray:
+    """Per-image PSNR (dB, 8-bit), written out here independently of metrics.psnr_ssim."""
+    mse = ((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2).reshape(len(a), -1).mean(1)
+    return 10 * np.log10(255.0 ** 2 / mse)
+
+
+def test_table7_rows_are_the_images_they_name(trained):
+    """Each row's numbers come from its own setting's images on the shared pairs: copy-source is
+    exactly the source frames, the settings' images differ (the switches change the network), and
+    every row's PSNR is that of its images against the real targets."""
+    from lmexpr_nb.checkpoint import last_checkpoint
+    from lmexpr_nb.generate import synthesize_pairs
+    cfg, cache, _, runs = trained
+    ev = ablation.evaluate_ablation(runs, cache, cfg, max_pairs=6, seed=0, device="cpu", log=lambda *a: None)
+    src, tgt = ev["pairs"]
+    real = cache.images[tgt]
+    np.testing.assert_array_equal(ev["fakes"]["baseline: copy source"], cache.images[src])
+    fakes = [ev["fakes"][s] for s in ablation.SETTINGS]
+    assert all(not np.array_equal(a, b) for i, a in enumerate(fakes) for b in fakes[i + 1:])
+    for s in ablation.SETTINGS:                               # the images are the setting's own generator's
+        G, gcfg = load_generator(last_checkpoint(runs[s]["dir"]))
+        np.testing.assert_array_equal(ev["fakes"][s], synthesize_pairs(G, cache, src, tgt, gcfg.model))
+    for r in ev["results"]:
+        assert r["psnr"] == pytest.approx(_psnr(ev["fakes"][r["setting"]], real).mean(), rel=1e-9)
+    copy_row = next(r for r in ev["results"] if r["setting"] == "baseline: copy source")
+    assert copy_row["psnr"] > max(r["psnr"] for r in ev["results"] if r["kind"] == "model")   # 2 steps: worse than copying

@@ -158,3 +158,21 @@ def test_run_table4_peak_frames_only_and_determinism(G, cache, tmp_path, monkeyp
     assert len(conf.axes) == 3
     grid = augmentation.example_grid(cache, a["generated"], n=3)
     assert len(grid.axes) == 9
+
+
+def test_each_row_is_the_classifier_its_training_set_makes(G, cache):
+    """Row k is a classifier trained on the real training frames plus the first k x N generated
+    faces, scored on the real validation frames: rebuilt here from those sets, it gives the same
+    accuracy (training is deterministic given the seed)."""
+    from lmexpr_nb.metrics.expression import accuracy, train_expression_classifier
+    kw = dict(epochs=2, seed=0, input_size=32)
+    out = augmentation.run_augmentation(G, cache, [0, 1], model_cfg=CFG, log=lambda *a: None, **kw)
+    tr, va = np.flatnonzero(cache.split == "train"), np.flatnonzero(cache.split == "val")
+    gen = out["generated"].first(len(tr))
+    sets = {0: (cache.images[tr], cache.labels[tr]),
+            1: (np.concatenate([cache.images[tr], gen.images]), np.concatenate([cache.labels[tr], gen.labels]))}
+    for r in out["results"]:
+        x, y = sets[r["factor"]]
+        clf = train_expression_classifier(x, y, **kw)
+        assert r["accuracy"] == accuracy(clf, cache.images[va], cache.labels[va])
+        assert r["train_acc"] == clf.history[-1]["train_acc"]

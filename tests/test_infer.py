@@ -157,3 +157,53 @@ def test_bench_infer_tiny_config(tmp_path):
     x = example_batch(cfg, 2, "cpu")
     with torch.no_grad():
         assert (G(*x) - fold_batchnorm(G)(*x)).abs().max() < 1e-5
+
+
+def test_the_one_call_api_of_the_readme(tmp_path, photo):
+    """README: editor = load_model(last.pt); editor.edit(photo, "happy", intensity=0.8).frame."""
+    from lmexpr_nb.checkpoint import save_checkpoint
+    torch.manual_seed(0)
+    G = nets.build_generator(CFG.model)
+    ck = save_checkpoint(tmp_path / "train" / "checkpoints" / "last.pt", step=1, config=CFG,
+                         models={"generator": G}, optimizers={}, sampler={}, rng=[])
+    model = _toy_model()
+    model.save(tmp_path / "train" / "expressions.npz")
+    editor = infer.load_model(ck, device="cpu")
+    result = editor.edit(photo, "happy", intensity=0.8)
+    assert result.frame.shape == photo.shape and result.frame.dtype == np.uint8
+    assert result.crop.shape == (64, 64, 3) and not np.array_equal(result.frame, photo)
+    want = ex.target_landmarks(result.source_landmarks, "happy", 0.8, model)
+    np.testing.assert_allclose(result.target_landmarks, want)
+    np.testing.assert_allclose(result.label[[0, 5]], [0.2, 0.8], rtol=1e-6)
+    # the same call through edit_face gives the same pixels
+    again = infer.edit_face(photo, "happy", intensity=0.8, generator=editor.generator, cfg=editor.cfg,
+                            expressions=editor.expressions, device="cpu")
+    np.testing.assert_array_equal(again.frame, result.frame)
+
+
+def test_face_mask_keeps_the_crop_corners_and_replaces_the_face(photo, face):
+    box = infer.edit_face(photo, face.frame_landmarks, generator=Constant(), cfg=CFG, mask="box",
+                          source_landmarks=face.frame_landmarks)
+    hull = infer.edit_face(photo, face.frame_landmarks, generator=Constant(), cfg=CFG, mask="face",
+                           source_landmarks=face.frame_landmarks)
+    cx, cy = face.frame_landmarks[30].astype(int)                  # nose tip: white in both
+    assert (box.frame[cy, cx] == 255).all() and (hull.frame[cy, cx] == 255).all()
+    # a point inside the crop footprint near its bottom-left corner, beside the jaw (outside the face):
+    # the box mask replaces it, the face mask leaves the photo there
+    corner = np.round(infer._apply(np.linalg.inv(face.to_crop), np.array([[0.15 * 64, 0.85 * 64]]))[0]).astype(int)
+    x, y = corner
+    assert (box.frame[y, x] == 255).all()
+    assert np.array_equal(hull.frame[y, x], photo[y, x])
+    assert (hull.mask > 0).sum() < (box.mask > 0).sum()
+
+
+def test_intensity_beyond_one_needs_extrapolate_and_keeps_the_label_clipped(photo, face):
+    model = _toy_model()
+    kw = dict(generator=Echo(), cfg=CFG, expressions=model, source_landmarks=face.frame_landmarks)
+    with pytest.raises(ValueError, match="extrapolate=True"):
+        infer.edit_face(photo, "happy", intensity=1.5, **kw)
+    res = infer.edit_face(photo, "happy", intensity=1.5, extrapolate=True, **kw)
+    np.testing.assert_allclose(res.target_landmarks, ex.target_landmarks(res.source_landmarks, "happy", 1.5, model))
+    assert res.label[5] == 1 and res.label[0] == 0                  # the label planes stay at "fully happy"
+    with pytest.raises(ValueError, match=r"outside \[-1, 2\]"):
+        infer.edit_face(photo, "happy", intensity=3, extrapolate=True, **kw)

@@ -330,19 +330,28 @@ def test_inception_features_shape_and_strict_reload(tmp_path, monkeypatch):
     f = inception_features(ims, loaded, batch_size=1)
     assert f.shape == (2, 2048) and np.isfinite(f).all()
     np.testing.assert_allclose(f, inception_features(ims, net.eval()), rtol=1e-5, atol=1e-6)
-    # fid_or_standin with the inception setting uses this network and says FID/KID with N.
-    # (sqrtm of a 2048 x 2048 product takes ~50 s on this CPU: here the distance comes from the
-    # exact low-rank route instead; the Frechet maths itself is tested above.)
-    def lowrank_fd(f1, f2, return_details=False, **kw):
-        v = (((f1.mean(0) - f2.mean(0)) ** 2).sum() + f1.var(0, ddof=1).sum() + f2.var(0, ddof=1).sum()
-             - 2 * fidm.trace_sqrt_product_lowrank(f1, f2))
-        return v, dict(eps_added=0.0, fd_eig=v, rel_diff=0.0)
+    # the FID setting's extractor is this network, named FID/KID, its provenance naming the file's hash
+    embed, fd_name, kid_name, prov = fidm._extractor(EvalConfig(fid_features="inception",
+                                                                inception_weights=str(path)), "cpu", 1)
+    assert (fd_name, kid_name) == ("FID", "KID") and weights.file_sha256(path)[:16] in prov
+    np.testing.assert_allclose(embed(ims), f, rtol=1e-5, atol=1e-6)
 
-    monkeypatch.setattr(fidm, "frechet_distance_features", lowrank_fd)
-    cfg = EvalConfig(fid_features="inception", inception_weights=str(path), kid_subset_size=2, kid_subsets=3)
-    fd, kd = fidm.fid_or_standin(list(ims), list(ims[::-1]), cfg)
-    assert (fd.name, kd.name) == ("FID", "KID") and fd.n == 2 and fd.extra["singular_covariance"]
-    assert abs(fd.value) < 1e-3            # same two images in another order
+
+def test_fid_path_runs_the_real_frechet_distance(monkeypatch):
+    """fid_or_standin on the FID setting with the real Frechet routine (only the 2048-d network is
+    replaced, by 8 pixel values: sqrtm at 2048-d takes ~50 s here). Fakes are the reals 3 grey
+    levels brighter: equal covariances, means 3 apart in each of 8 dimensions, so FID = 8 x 9."""
+    embed = lambda ims: np.asarray(ims, np.float64).reshape(len(ims), -1)[:, :8]
+    monkeypatch.setattr(fidm, "_extractor", lambda cfg, d, b: (embed, "FID", "KID", "8 pixels (test)"))
+    real = np.random.default_rng(3).integers(0, 250, (40, 8, 8, 3)).astype(np.uint8)
+    fd, kd = fidm.fid_or_standin(real, real + 3, EvalConfig(fid_features="inception", kid_subset_size=10,
+                                                              kid_subsets=5))
+    assert (fd.name, kd.name, fd.n) == ("FID", "KID", 40)
+    assert fd.value == pytest.approx(72.0, rel=1e-9) and fd.extra["crosscheck_rel_diff"] < 1e-9
+    assert not fd.extra["singular_covariance"] and fd.extra["eps_added"] == 0
+    same, _ = fidm.fid_or_standin(real, real.copy(), EvalConfig(fid_features="inception", kid_subset_size=10,
+                                                                  kid_subsets=5))
+    assert abs(same.value) < 1e-9
 
 
 def test_missing_weights_name_the_files(no_weights):
@@ -482,7 +491,13 @@ def test_landmark_error_counts_missing_faces():
     det = LandmarkDetector()
     _, pts = det.locate(img)
     blank = np.full_like(img, 128)
-    r = landmark_error([img, blank], np.stack([pts, pts]), det)
-    assert r.n == 2 and r.n_missing == 1
-    assert r.errors[0] == pytest.approx(0.0, abs=1e-12) and np.isnan(r.errors[1])
-    assert r.mean == pytest.approx(0.0, abs=1e-12)
+    # targets a known 3-4-5 offset away from what the detector finds: every point is 5 px off, and
+    # the error is that over the target's outer-eye-corner distance (points 36 and 45)
+    target = pts.astype(np.float64) + [3.0, 4.0]
+    iod = np.hypot(*(pts[36] - pts[45]).astype(np.float64))
+    assert 60 < iod < 120                                   # her eyes, not two neighbouring points
+    r = landmark_error([img, blank, img], np.stack([target, target, pts]), det)
+    assert r.n == 3 and r.n_missing == 1 and np.isnan(r.errors[1])
+    assert r.errors[0] == pytest.approx(5.0 / iod, rel=1e-6)
+    assert r.errors[2] == pytest.approx(0.0, abs=1e-12)
+    assert r.mean == pytest.approx(2.5 / iod, rel=1e-6)     # over the two images with a face

@@ -191,8 +191,12 @@ def test_failed_write_leaves_old_cache(ckplus, tmp_path, monkeypatch):
     preprocess_dataset("ckplus", ckplus, out, DataConfig(image_size=32), progress=False)
     before = (out / "cache.npz").read_bytes()
     import lmexpr_nb.data.cache as cache_mod
+    real = np.savez
 
-    def boom(*a, **k):
+    def boom(f, **arrays):                       # a real archive, torn half way, then Ctrl-C
+        real(f, **arrays)
+        f.flush()
+        f.truncate(f.tell() // 2)
         raise KeyboardInterrupt("interrupted mid-write")
     monkeypatch.setattr(cache_mod.np, "savez", boom)
     with pytest.raises(KeyboardInterrupt):
@@ -216,11 +220,30 @@ def test_truncated_image_and_no_landmarks_are_recorded_skips(tmp_path):
 
 
 def test_dataset_landmarks_used_when_dlib_finds_no_face(tmp_path):
+    """A face turned sideways: dlib's frontal detector misses it, the dataset's landmarks (turned
+    with it) are used, counted and listed; a flat frame with landmarks is no face and is skipped."""
     root = make_ckplus(tmp_path / "ck", subjects=("S001",), frames=6)
-    for p in (root / "cohn-kanade-images/S001/001").glob("*.png"):
-        Image.fromarray(np.full((512, 512), 90, np.uint8)).save(p)   # no face anywhere
+    frames = sorted((root / "cohn-kanade-images/S001/001").glob("*.png"))
+    w = ASTRO.shape[1]
+    upright = np.asarray(Image.open(frames[0]).convert("RGB"))
+    upright_lm = np.loadtxt(root / "Landmarks/S001/001" / f"{frames[0].stem}_landmarks.txt")
+    for p in frames[:-1]:
+        img = np.asarray(Image.open(p).convert("RGB"))
+        Image.fromarray(np.ascontiguousarray(np.rot90(img))).save(p)          # 90 degrees counter-clockwise
+        lm = root / "Landmarks/S001/001" / f"{p.stem}_landmarks.txt"
+        x, y = np.loadtxt(lm).T
+        lm.write_text(_lm_text(np.stack([y, w - 1 - x], 1)))
+    Image.fromarray(np.full((512, 512), 90, np.uint8)).save(frames[-1])       # nothing there
     rep = preprocess_dataset("ckplus", root, tmp_path / "c", DataConfig(image_size=32), progress=False)
-    assert rep["frames_by_method"] == {"dataset": 6}
+    assert rep["frames_by_method"] == {"dataset": 5}
+    assert rep["dataset_landmark_frames"] == [str(p) for p in frames[:-1]]
+    assert [s["path"] for s in rep["skip_examples"] if "flat" in s["reason"]] == [str(frames[-1])]
+    c = load_cache(tmp_path / "c")
+    assert list(c.method) == ["dataset"] * 5
+    # the crop is the face the landmarks mark: turned back, it is the upright frame's crop
+    want, _ = crop_and_resize(upright, crop_box(upright_lm, DataConfig().crop_margin), 32)
+    back = np.rot90(c.images[0], k=-1).astype(float)
+    assert np.abs(back - want).mean() < 12 < np.abs(np.roll(back, 4, axis=1) - want).mean()
 
 
 def test_cli_one_line_error(tmp_path):

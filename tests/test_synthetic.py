@@ -170,6 +170,9 @@ def test_eyes_and_mouth_are_drawn_at_their_landmarks(tree, subject):
     img, lm = _peak(root, subject, "surprise")
     m = _inside(lm[S.INNER_LIPS], 0.2, img.shape)
     assert m.sum() > 50
+    grey, skin = img[m].astype(float).mean(1), _skin(img, lm).mean()
+    dark, teeth = (grey < 0.6 * skin).mean(), (grey > 200).mean()
+    assert dark > 0.6 and dark + teeth > 0.75 and grey.mean() < 0.6 * skin, (dark, teeth, grey.mean(), skin)
 
 
 def _edge_offsets(img, lm, idx, r=6):

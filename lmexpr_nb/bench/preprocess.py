@@ -1,4 +1,4 @@
-"""`lmexpr bench preprocess`: frames/s of preprocessing on the synthetic set, tracked vs naive.
+"""`lmexpr bench preprocess`: frames/s of preprocessing, tracked vs naive (the synthetic set, or --data).
 
 Same frames, same run: (a) the kit's path, detecting once per sequence (on a 320 px wide copy) and tracking
 the face with the shape predictor; (b) the naive path, running dlib's HOG detector at full
@@ -39,7 +39,13 @@ def bench_preprocess(out_json: str | Path = "outputs/bench/preprocess.json", sub
     cfg = DataConfig(first_k=frames // 2, last_k=frames - frames // 2)
     records = read_dataset("ckplus", root, cfg).records
     n = len(records)
-    result = {"data": f"synthetic ({subjects} subjects x 7 sequences x {frames} frames, 640x490)",
+    if data:        # say what this tree is: real unless it carries the synthetic marker
+        kind = "synthetic" if (root / "SYNTHETIC.md").is_file() else "real"
+        label = (f"{kind} CK+-layout tree {root} ({len({r.subject for r in records})} subjects, "
+                 f"{len({(r.subject, r.sequence) for r in records})} sequences, {n} frames)")
+    else:
+        label = f"synthetic ({subjects} subjects x 7 sequences x {frames} frames, 640x490)"
+    result = {"data": label,
               "frames": n, "workers": workers, "cores": os.cpu_count(), "machine": platform.processor() or platform.machine()}
     for name, track in (("tracked", True), ("naive", False)):
         out = Path("/tmp") / f"lmexpr-bench-cache-{name}"

@@ -7,6 +7,7 @@ only the sequences that have an Emotion file (327 of 593).
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,7 @@ def read_ckplus(root, cfg: DataConfig | None = None) -> ReadResult:
             except (ValueError, IndexError, OSError):
                 out.skipped.append({"path": str(emo[-1]), "reason": "unreadable Emotion file"})
                 continue
-            if code != int(code) or not 1 <= int(code) <= 7:
+            if not math.isfinite(code) or code != int(code) or not 1 <= int(code) <= 7:   # nan, inf: skips too
                 out.skipped.append({"path": str(emo[-1]), "reason": f"Emotion code {code} outside 1..7"})
                 continue
             frames = _images(seq)

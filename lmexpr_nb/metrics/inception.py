@@ -125,13 +125,15 @@ class FIDInceptionV3(tvi.Inception3):
 
 def load_fid_inception(path=None, device="cpu") -> tuple[FIDInceptionV3, str]:
     """(network with the FID weights, provenance string). Missing file -> MissingWeightsError."""
-    from ..weights import locate
+    from ..weights import SPECS, describe, load_state_file, locate
     p = locate("inception-fid", path)
-    state = torch.load(p, map_location="cpu", weights_only=True)
+    state = load_state_file(p, "FID Inception weights")
     net = FIDInceptionV3()
     net.load_state_dict(state, strict=True)
     net.requires_grad_(False)
-    return net.to(device).eval(), f"{p.name} (pytorch-fid Inception, sha256 6726825d... checked)"
+    checked = SPECS["inception-fid"].sha256_prefix
+    return net.to(device).eval(), (f"{describe(p)} (pytorch-fid Inception"
+                                   f"{f', release hash {checked} checked' if checked else ''})")
 
 
 def _to_unit_float(batch) -> torch.Tensor:

@@ -20,12 +20,13 @@
   minus the mean (129.1863, 104.7624, 93.5940); embedding: fc7 after its ReLU (Caffe's
   in-place `fc7` blob, the descriptor of the paper).
 Light CNN and VGG-Face weights come only from user files via weights.locate (missing ->
-MissingWeightsError naming the file). The recognisers see the kit's crops as they are
+MissingWeightsError naming the file), read without unpickling (weights.load_state_file: a file
+that needs more than tensors and numpy scalars is refused); the provenance names the file and
+its sha256. The recognisers see the kit's crops as they are
 (no re-alignment to each network's training crop), which the tables say.
 """
 from __future__ import annotations
 
-import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -65,6 +66,16 @@ def _dlib_models(predictor: str):
             dlib.face_recognition_model_v1(str(dlib_model("dlib_face_recognition_resnet_model_v1.dat"))))
 
 
+def _dlib_file(name: str) -> str:
+    """'<model file>, sha256 <prefix>' for provenance (the bare name if the file is not installed)."""
+    from ..envcheck import dlib_model
+    from ..weights import describe
+    try:
+        return describe(dlib_model(name))
+    except FileNotFoundError:
+        return name
+
+
 class DlibRecogniser:
     """dlib's 128-d ResNet face descriptor with dlib's own alignment (see the module doc)."""
 
@@ -78,7 +89,7 @@ class DlibRecogniser:
         self.detect = detect
         self.num_jitters = num_jitters
         self.padding = padding
-        self.provenance = (f"dlib_face_recognition_resnet_model_v1.dat + {self.predictor}-point shape "
+        self.provenance = (f"{_dlib_file('dlib_face_recognition_resnet_model_v1.dat')} + {self.predictor}-point shape "
                            f"({'HOG face box, whole image if none' if detect else 'whole image as face box'})")
         self.last_stats: dict = {}
 
@@ -226,18 +237,17 @@ class VggFaceDag(nn.Module):
 
 # ----------------------------------------------------------------------------- loading, torch recognisers
 
-def read_state_dict(path) -> dict:
-    """A state dict from a .pth / .pth.tar: unwraps {'state_dict': ...}, strips 'module.' prefixes."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # checkpoints with pickled extras (e.g. numpy scalars): the user's own file
-        warnings.warn(f"{path}: not loadable with weights_only=True ({type(e).__name__}); "
-                      f"loading it as a full pickle (only do this with files you trust)")
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+def read_state_dict(path, what: str = "face recogniser weights") -> dict:
+    """A state dict from a .pth / .pth.tar: unwraps {'state_dict': ...}, strips 'module.' prefixes.
+
+    Read with weights.load_state_file (weights_only, numpy scalars allowed): a file that would
+    need unpickling is refused, never run."""
+    from ..weights import RefusedWeightsError, load_state_file
+    obj = load_state_file(path, what)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise TypeError(f"{path}: expected a state dict, got {type(obj).__name__}")
+    if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
+        raise RefusedWeightsError(f"{path}: expected a state dict, found {type(obj).__name__}")
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj
@@ -258,6 +268,8 @@ def _load_strict(build, state_dict) -> nn.Module:
 class _TorchRecogniser:
     name = ""
     dim = 0
+
+    weights_sha256: str | None = None     # sha256 of the weight file (from_weights)
 
     def __init__(self, net: nn.Module, provenance: str, device="cpu", batch_size: int = 32):
         self.net = net.to(device).eval().requires_grad_(False)
@@ -305,11 +317,14 @@ class LightCNNRecogniser(_TorchRecogniser):
     @classmethod
     def from_weights(cls, path=None, device="cpu", **kw) -> "LightCNNRecogniser":
         from ..weights import locate
+        from ..weights import describe, file_sha256
         p = locate("lightcnn29v2", path)
-        sd = read_state_dict(p)
+        sd = read_state_dict(p, "Light CNN-29 v2 weights")
         n_cls = sd["fc2.weight"].shape[0] if "fc2.weight" in sd else LIGHTCNN_V2_CLASSES
         net = _load_strict(lambda: LightCNN29v2(num_classes=n_cls), sd)
-        return cls(net, f"{p.name} (Light CNN-29 v2, user file)", device, **kw)
+        rec = cls(net, f"{describe(p)} (Light CNN-29 v2, user file)", device, **kw)
+        rec.weights_sha256 = file_sha256(p)
+        return rec
 
 
 class VggFaceRecogniser(_TorchRecogniser):
@@ -327,11 +342,14 @@ class VggFaceRecogniser(_TorchRecogniser):
     @classmethod
     def from_weights(cls, path=None, device="cpu", **kw) -> "VggFaceRecogniser":
         from ..weights import locate
+        from ..weights import describe, file_sha256
         p = locate("vggface", path)
-        sd = read_state_dict(p)
+        sd = read_state_dict(p, "VGG-Face weights")
         n_cls = sd["fc8.weight"].shape[0] if "fc8.weight" in sd else 2622
         net = _load_strict(lambda: VggFaceDag(num_classes=n_cls), sd)
-        return cls(net, f"{p.name} (VGG-Face vgg_face_dag, user file)", device, **kw)
+        rec = cls(net, f"{describe(p)} (VGG-Face vgg_face_dag, user file)", device, **kw)
+        rec.weights_sha256 = file_sha256(p)
+        return rec
 
 
 def load_recogniser(name: str, cfg=None, device="cpu"):
