@@ -5,6 +5,8 @@ figure copied out of context still says whether its faces are real or synthetic.
 """
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +47,7 @@ def image_grid(rows: list[list], row_titles: list[str] | None = None, col_titles
             if j == 0 and row_titles and i < len(row_titles):
                 ax.set_ylabel(row_titles[i], fontsize=8)
     if footer:
-        fig.text(0.5, 0.005, footer, ha="center", va="bottom", fontsize=7, color="#555555")
+        add_footer(fig, footer)
     fig.tight_layout(rect=(0, 0.03 if footer else 0, 1, 1))
     return fig
 
@@ -58,8 +60,27 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     return path
 
 
+def short_recipe(recipe) -> str:
+    """config.Config.recipe for a footer: the settings' names only (their values are in the
+    tables' recipe column and in the profile file)."""
+    if not isinstance(recipe, str) or " (" not in recipe:
+        return recipe
+    name, _, rest = recipe.partition(" (")
+    keys = re.findall(r"([a-z_]+\.[a-z_0-9]+)=", rest)
+    return f"{name}, differs from the paper's recipe in {', '.join(keys)} (values: the tables' recipe column)"
+
+
 def footer_text(provenance: dict) -> str:
-    return " | ".join(f"{k}: {', '.join(v) if isinstance(v, (list, tuple)) else v}" for k, v in provenance.items())
+    return " | ".join(f"{k}: {', '.join(v) if isinstance(v, (list, tuple)) else (short_recipe(v) if k == 'recipe' else v)}"
+                      for k, v in provenance.items())
+
+
+def add_footer(fig, footer: str, fontsize: int = 7) -> None:
+    """The provenance footer under the figure, wrapped to its width (a long line would widen the PNG)."""
+    import textwrap
+    width = max(60, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))
+    fig.text(0.5, 0.0, textwrap.fill(footer, width=width), ha="center", va="top", fontsize=fontsize,
+             color="#555555")
 
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None, floatfmt: str = ".4g") -> str:
@@ -162,7 +183,7 @@ def loss_curves(csv_path: str | Path, footer: str | None = None, smooth: int = 5
             ax.plot(steps[k - 1:], np.convolve(y, np.ones(k) / k, mode="valid"), label=t)
         ax.set_title(title), ax.set_xlabel("step"), ax.legend(fontsize=7)
     if footer:
-        fig.text(0.5, 0.005, footer, ha="center", va="bottom", fontsize=7, color="#555555")
+        add_footer(fig, footer)
     fig.tight_layout(rect=(0, 0.04 if footer else 0, 1, 1))
     return fig
 
@@ -181,7 +202,7 @@ def mask_figure(source, target, generated, masks, footer: str | None = None):
     for ax in axes:
         ax.set_xticks([]), ax.set_yticks([])
     if footer:
-        fig.text(0.5, 0.005, footer, ha="center", va="bottom", fontsize=7, color="#555555")
+        add_footer(fig, footer)
     fig.tight_layout(rect=(0, 0.06 if footer else 0, 1, 1))
     return fig
 
