@@ -75,7 +75,7 @@ def tiny_cfg(steps=6, **train):
     return load_profile("smoke", {
         "data": {"image_size": 32},
         "model": {"image_size": 32, "ngf": 8, "ndf": 8, "n_blocks": 1, "heatmap_sigma": 1.5},
-        "loss": {"vgg_standin": True},
+        "loss": {"vgg_standin": True, "lambda_gan": 5.0},   # the full step (both Ds), whatever the smoke recipe
         "train": t})
 
 
