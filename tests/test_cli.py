@@ -103,6 +103,6 @@ def test_figure_builders_put_the_footer_on_the_figure(tmp_path):
     figs = [viz.expression_grid(cache, per_class=2, footer=footer), viz.method_grid(cache, footer=footer),
             viz.image_grid([[cache.images[0]]], footer=footer), viz.loss_curves(tmp_path / "losses.csv", footer=footer)]
     for fig in figs:
-        assert footer in [t.get_text() for t in fig.texts]
+        assert footer in [" ".join(t.get_text().split("\n")) for t in fig.texts]   # wrapped to the width
         assert "synthetic" in footer and "smoke" in footer
         plt.close(fig)
