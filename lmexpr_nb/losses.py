@@ -244,25 +244,19 @@ def generator_loss(fake: torch.Tensor, target: torch.Tensor, source: torch.Tenso
     if d_image is None or d_geometry is None:
         if cfg.lambda_gan:
             raise ValueError("cfg.lambda_gan is not 0: give both discriminators")
-        zero = torch.zeros((), device=fake.device)
-        pix = pixel_loss(fake, target)
-        per = perceptual(fake, target) if perceptual is not None else zero
-        if perceptual is None and cfg.lambda_perceptual:
-            raise ValueError("cfg.lambda_perceptual is not 0: give a PerceptualLoss")
-        total = cfg.lambda_perceptual * per + cfg.lambda_pixel * pix
-        return {"total": total, "gan": zero, "gan_image": zero, "gan_geometry": zero, "perceptual": per,
-                "pixel": pix}
-    fake_i, fake_g = discriminator_inputs(fake, source, target_heatmaps)
-    real_i = real_g = None
-    jb_i = _bn_before_sigmoid(d_image) if joint_batch is None else joint_batch
-    jb_g = _bn_before_sigmoid(d_geometry) if joint_batch is None else joint_batch
-    if jb_i or jb_g:
-        real_i, real_g = discriminator_inputs(target.detach(), source, target_heatmaps)
-    _, out_i, logits_i = _d_scores(d_image, real_i if jb_i else None, fake_i, jb_i)
-    _, out_g, logits_g = _d_scores(d_geometry, real_g if jb_g else None, fake_g, jb_g)
-    gan_i = gan_loss(out_i, True, logits_i)
-    gan_g = gan_loss(out_g, True, logits_g)
-    gan = 0.5 * (gan_i + gan_g)
+        gan = gan_i = gan_g = torch.zeros((), device=fake.device)
+    else:
+        fake_i, fake_g = discriminator_inputs(fake, source, target_heatmaps)
+        real_i = real_g = None
+        jb_i = _bn_before_sigmoid(d_image) if joint_batch is None else joint_batch
+        jb_g = _bn_before_sigmoid(d_geometry) if joint_batch is None else joint_batch
+        if jb_i or jb_g:
+            real_i, real_g = discriminator_inputs(target.detach(), source, target_heatmaps)
+        _, out_i, logits_i = _d_scores(d_image, real_i if jb_i else None, fake_i, jb_i)
+        _, out_g, logits_g = _d_scores(d_geometry, real_g if jb_g else None, fake_g, jb_g)
+        gan_i = gan_loss(out_i, True, logits_i)
+        gan_g = gan_loss(out_g, True, logits_g)
+        gan = 0.5 * (gan_i + gan_g)
     pix = pixel_loss(fake, target)
     if perceptual is not None:
         per = perceptual(fake, target)

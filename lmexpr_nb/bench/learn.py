@@ -90,8 +90,9 @@ class Evaluator:
         from ..metrics.recognisers import DlibRecogniser
 
         self.cache = cache
+        src, tgt = evaluation_pairs(cache, split, 0, seed, protocol="neutral-to-expression")
+        self.n_all = len(src)
         self.src, self.tgt = evaluation_pairs(cache, split, max_pairs, seed, protocol="neutral-to-expression")
-        self.n_all = len(evaluation_pairs(cache, split, 0, seed, protocol="neutral-to-expression")[0])
         self.detector = default_detector(int(cache.images.shape[1]))
         self.recogniser = DlibRecogniser()
         subjects = split_subjects(cache, split)
@@ -169,14 +170,12 @@ def learn(cfg, cache, budget: float, points: int, evaluator: Evaluator, steps: i
     core.train_mode(True)
 
     def one(step):
-        terms = core.step(dataset.batch(next(stream)), step)
-        return terms
+        return core.step(dataset.batch(next(stream)), step)
 
     # speed probe: 3 steps, then the schedule's length from the budget
     t0, c0 = time.perf_counter(), time.process_time()
     if steps is None:
-        probe_cfg_steps = 10 ** 9                                 # constant lr while probing
-        core.cfg = cfg.updated({"train": {"steps": probe_cfg_steps}})
+        core.cfg = cfg.updated({"train": {"steps": 10 ** 9}})      # constant lr while probing
         for s in range(3):
             one(s)
         per_step = (time.perf_counter() - t0) / 3
