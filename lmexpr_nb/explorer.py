@@ -334,7 +334,7 @@ class ExpressionExplorer:
 
 
 def _busy(text: str) -> str:
-    return f"<span style='color:#b26a00'>&#9203; {text}</span>"
+    return f"<span style='color:#b26a00'><i class='fa fa-spinner fa-spin'></i> {text}</span>"   # FA 4 ships with ipywidgets
 
 
 def _error(text: str) -> str:

@@ -282,3 +282,13 @@ def test_report_fits_a_1400px_window(browser, tmp_path):
     assert "hello from the kit" in page.inner_text("body")
     assert not errors, errors                 # nothing fetched from the internet, no script error
     page.close()
+
+
+def test_no_chromium_and_not_root_is_a_reason_not_a_crash(monkeypatch, tmp_path):
+    import browser as harness
+    monkeypatch.setattr(harness, "CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.setattr(harness.os, "geteuid", lambda: 1000)
+    with pytest.raises(Unavailable, match="not root to `apt-get install chromium`"):
+        harness.find_chromium()
+    with pytest.raises(Unavailable, match="is missing"):
+        harness.find_chromium(install=False)
