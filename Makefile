@@ -29,8 +29,9 @@ bench: $(STAMP)
 	$(VPY) -m lmexpr_nb bench train
 	$(VPY) -m lmexpr_nb bench infer
 
+# JupyterLab on notebooks/ (adds --allow-root only when run as root, and says so; see lmexpr_nb/lab.py)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VPY) -m lmexpr_nb.lab notebooks/
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -101,14 +101,14 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None, floatfmt:
 
 
 def show_table(rows: list[dict], columns: list[str] | None = None, title: str | None = None):
-    """Display rows as a rendered Markdown table in Jupyter (plain text elsewhere)."""
+    """Display rows as a rendered Markdown table in Jupyter (plain text elsewhere). Returns None,
+    so a cell ending in it shows the table once (markdown_table gives the text)."""
     md = (f"**{title}**\n\n" if title else "") + markdown_table(rows, columns)
     try:
         from IPython.display import Markdown, display
         display(Markdown(md))
     except ImportError:
         print(md)
-    return md
 
 
 def report_rows(report: dict, prefix: str = "") -> list[dict]:

@@ -5,7 +5,7 @@ scripts) call exactly what the sliders call:
 
     state = ExplorerState.from_source(G, model_cfg, expressions, source_from_cache(cache, i))
     out = render(state)              # {"source", "source_landmarks", "target_landmarks",
-                                     #  "label", "generated", "panel"}
+                                     #  "label", "generated", "parts", "panel"}
     save_image(state, "face.png")    # the generated face (and "face_panel.png", the 3-panel view)
     save_gif(state, "anim.gif", 12)  # neutral -> peak of the current choice, 12 frames (Pillow)
 
@@ -17,9 +17,9 @@ mean displacement when the cache has no such frame of the donor): cross-identity
 paper Fig. 8. Region sliders (mouth, smile, brow, eyes) then edit the landmarks directly, and
 the label planes get the soft label (1-i) onehot(source) + i onehot(target).
 
-`ExpressionExplorer` only wires widgets to these functions; its sliders use
-continuous_update=False, so dragging does not queue generator runs. Under papermill
-(interactive=False) notebook 09 uses `expression_intensity_grid` and `save_gif` instead.
+`explorer.ExpressionExplorer` (re-exported here) only wires widgets to these functions; its
+sliders use continuous_update=False, so dragging does not queue generator runs. Under
+papermill (interactive=False) notebook 09 uses `expression_intensity_grid` and `save_gif`.
 """
 from __future__ import annotations
 
@@ -48,6 +48,9 @@ class Source:
     label: int = 0
     name: str = "source"
     subject: str | None = None
+    index: int | None = None               # cache row, None for an uploaded photo
+    photo: bool = False                    # an uploaded photo (not a frame of the cache)
+    label_known: bool = True               # False: nobody said what expression the photo shows
 
 
 def source_from_cache(cache, index: int) -> Source:
@@ -55,15 +58,16 @@ def source_from_cache(cache, index: int) -> Source:
     label = int(np.asarray(cache.labels)[i])
     subject = str(np.asarray(cache.subjects)[i])
     return Source(np.asarray(cache.images[i]), np.asarray(cache.landmarks[i], dtype=np.float64), label,
-                  f"{subject} · {CLASSES[label]} · #{i}", subject)
+                  f"{subject} · {CLASSES[label]} · #{i}", subject, i)
 
 
 def source_from_photo(image, image_size: int, margin: float | None = None, detector=None) -> Source:
     """An uploaded photo (uint8 array, or the bytes of a PNG/JPEG): dlib finds the face and its
-    landmarks, cropped as in preprocessing (infer.prepare_face). Raises infer.NoFaceError."""
+    landmarks, cropped as in preprocessing (infer.prepare_face). Raises infer.NoFaceError.
+    Its expression is unknown (label_known=False): neutral is assumed until someone says."""
     from .infer import prepare_face, read_image
     face = prepare_face(read_image(image), image_size, margin=margin, detector=detector)
-    return Source(face.crop, face.landmarks, 0, "uploaded photo", None)
+    return Source(face.crop, face.landmarks, 0, "uploaded photo", None, None, photo=True, label_known=False)
 
 
 def source_choices(cache, split: str = "val") -> list[tuple[str, int]]:
@@ -177,18 +181,21 @@ def generate_states(states: list[ExplorerState], batch_size: int = 16) -> tuple[
 
 def render(state: ExplorerState, scale: int | None = None) -> dict:
     """What the view shows: source (+ its landmarks), edited target landmarks, generated face,
-    the soft label, and `panel`, the three side by side as one uint8 image."""
+    the soft label; `parts`, the three pictures of the view (upscaled, captions PANEL_CAPTIONS),
+    and `panel`, the three side by side as one uint8 image."""
     imgs, lms, labels = generate_states([state])
     out = {"source": state.source.image, "source_landmarks": np.asarray(state.source.landmarks),
            "target_landmarks": lms[0], "label": labels[0], "generated": imgs[0]}
-    out["panel"] = panel_image(out, scale)
+    out["parts"] = panel_parts(out, scale)
+    out["panel"] = _join(out["parts"])
     return out
 
 
-def save_image(state: ExplorerState, path, panel: bool = True) -> list[Path]:
-    """Write the generated face to `path` (PNG), and the 3-panel view beside it (<stem>_panel.png)."""
+def save_image(state: ExplorerState, path, panel: bool = True, rendered: dict | None = None) -> list[Path]:
+    """Write the generated face to `path` (PNG), and the 3-panel view beside it (<stem>_panel.png).
+    `rendered`: render(state) when the caller has it already (the generator is not run again)."""
     from PIL import Image
-    out = render(state)
+    out = rendered if rendered is not None else render(state)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(out["generated"]).save(path)
@@ -277,16 +284,31 @@ def draw_landmarks(image, landmarks, color=(0, 255, 102), scale: int = 1, under=
     return np.asarray(im)
 
 
-def panel_image(out: dict, scale: int | None = None) -> np.ndarray:
-    """source+landmarks | target landmarks (green) over the source's (grey) | generated."""
+PANEL_CAPTIONS = ("source and its 68 landmarks",
+                  "target landmarks (green) over the dimmed source; grey: the source's own",
+                  "generated face")
+
+
+def panel_parts(out: dict, scale: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three pictures of the view (captions: PANEL_CAPTIONS): the source with its landmarks;
+    the target landmarks (green) over the dimmed source, the source's own in grey; the generated face."""
     s = out["source"].shape[0]
     scale = scale or max(1, 256 // s)
     left = draw_landmarks(out["source"], out["source_landmarks"], scale=scale)
     dim = (np.asarray(out["source"], np.float32) * 0.35).astype(np.uint8)
     mid = draw_landmarks(dim, out["target_landmarks"], scale=scale, under=out["source_landmarks"])
     right = draw_landmarks(out["generated"], None, scale=scale)
-    gap = np.full((left.shape[0], 4, 3), 255, np.uint8)
-    return np.concatenate([left, gap, mid, gap, right], axis=1)
+    return left, mid, right
+
+
+def panel_image(out: dict, scale: int | None = None) -> np.ndarray:
+    """The three `panel_parts` side by side (4 px white gaps), as saved beside an image."""
+    return _join(panel_parts(out, scale))
+
+
+def _join(parts) -> np.ndarray:
+    gap = np.full((parts[0].shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([parts[0], gap, parts[1], gap, parts[2]], axis=1)
 
 
 def _gif_frame(img, t: float, scale: int, caption: str) -> np.ndarray:
@@ -317,147 +339,5 @@ def _device(state):
     return p.device if p is not None else "cpu"
 
 
-# --------------------------------------------------------------------------------------
-# The widget: wiring only
-
-class ExpressionExplorer:
-    """ipywidgets explorer over a cache's faces (see the module doc). Every control's callback
-    updates `self.state` and calls `refresh()`, which calls `render(self.state)`; `last` holds
-    the latest render. Works headless: constructing it needs no browser."""
-
-    def __init__(self, generator, model_cfg, cache, expressions: ex.ExpressionModel, split: str = "val",
-                 out_dir: str | Path = ".", data_cfg=None, device=None, detector=None, source_index=None):
-        import ipywidgets as W
-        self.cache, self.out_dir, self.data_cfg, self.detector = cache, Path(out_dir), data_cfg, detector
-        self.donors = donor_shapes(cache, expressions)
-        self.sources = source_choices(cache, split) or source_choices(cache, None)
-        src = source_from_cache(cache, self.sources[0][1] if source_index is None else source_index)
-        self.state = ExplorerState.from_source(generator, model_cfg, expressions, src, donors=self.donors,
-                                               device=device)
-        self.last: dict | None = None
-        self._muted = None
-        self.saved: list[Path] = []
-        slider = dict(continuous_update=False, readout_format=".2f", style={"description_width": "90px"})
-        self.controls = {
-            "source": W.Dropdown(options=self.sources, value=self.sources[0][1] if source_index is None
-                                 else int(source_index), description="source"),
-            "upload": W.FileUpload(accept="image/*", multiple=False, description="your photo"),
-            "source_label": W.Dropdown(options=[(c, k) for k, c in enumerate(CLASSES)], value=src.label,
-                                       description="source is"),
-            "expression": W.Dropdown(options=[c for c in expressions.available()], value=self.state.expression,
-                                     description="expression"),
-            "intensity": W.FloatSlider(value=self.state.intensity, min=0.0, max=1.0, step=0.05,
-                                       description="intensity", **slider),
-            "donor": W.Dropdown(options=["none"] + [s for s in self.donors if s != src.subject], value="none",
-                                description="landmark donor"),
-            **{r: W.FloatSlider(value=0.0, min=-1.0, max=1.0, step=0.05, description=r, **slider) for r in REGIONS},
-            "frames": W.IntSlider(value=12, min=2, max=48, description="GIF frames", continuous_update=False),
-        }
-        self.buttons = {"save_image": W.Button(description="Save image", icon="save"),
-                        "save_gif": W.Button(description="Save GIF", icon="film")}
-        self.view = W.Image(format="png")
-        self.status = W.HTML(value="")
-        for name, w in self.controls.items():
-            if name != "upload":
-                w.observe(lambda ch, name=name: self.on_change(name, ch["new"]), names="value")
-        self.controls["upload"].observe(lambda ch: self.on_upload(ch["new"]), names="value")
-        self.buttons["save_image"].on_click(lambda _: self.save_image())
-        self.buttons["save_gif"].on_click(lambda _: self.save_gif())
-        c = self.controls
-        self.widget = W.VBox([
-            W.HBox([c["source"], c["upload"], c["source_label"]]),
-            W.HBox([W.VBox([c["expression"], c["intensity"], c["donor"]]),
-                    W.VBox([c[r] for r in REGIONS])]),
-            self.view,
-            W.HBox([self.buttons["save_image"], c["frames"], self.buttons["save_gif"]]),
-            self.status])
-        self.refresh()
-
-    # callbacks --------------------------------------------------------------------------
-    def on_change(self, name: str, value):
-        if self._muted is not None:
-            return
-        if name == "source":
-            src = source_from_cache(self.cache, value)
-            self.state = self.state.replace(source=src)
-            self._sync_source_controls(src)
-        elif name == "source_label":
-            self.state = self.state.replace(source=dataclasses.replace(self.state.source, label=int(value)))
-        elif name == "donor":
-            self.state = self.state.replace(donor=None if value == "none" else value)
-        elif name == "frames":
-            return
-        else:
-            self.state = self.state.replace(**{name: float(value) if name in REGIONS + ("intensity",) else value})
-        self.refresh()
-
-    def on_upload(self, value):
-        files = list(value.values()) if isinstance(value, dict) else list(value or ())
-        if not files:
-            return
-        content = bytes(files[0]["content"])
-        try:
-            margin = self.data_cfg.crop_margin if self.data_cfg is not None else None
-            src = source_from_photo(content, self.state.model_cfg.image_size, margin, self.detector)
-        except ValueError as e:
-            self.status.value = f"<span style='color:#b00'>{e}</span>"
-            return
-        self.state = self.state.replace(source=dataclasses.replace(src, name=files[0].get("name", src.name)))
-        self._sync_source_controls(self.state.source)
-        self.refresh()
-
-    def refresh(self) -> dict | None:
-        try:
-            self.last = render(self.state)
-        except ValueError as e:          # e.g. an expression the training split never showed
-            self.status.value = f"<span style='color:#b00'>{e}</span>"
-            return None
-        self.view.value = png_bytes(self.last["panel"])
-        s = self.state
-        donor = f", donor {s.donor}" if s.donor else ""
-        self.status.value = (f"{s.source.name}: {CLASSES[s.source.label]} → {s.expression} at {s.intensity:.2f}"
-                             f"{donor}; regions {', '.join(f'{k} {v:+.2f}' for k, v in s.regions.items() if v)}")
-        return self.last
-
-    def save_image(self, path=None) -> list[Path]:
-        path = Path(path) if path else self._next_path("png")
-        written = save_image(self.state, path)
-        self.saved += written
-        self.status.value = f"saved {written[0]}"
-        return written
-
-    def save_gif(self, path=None, frames: int | None = None) -> Path:
-        path = Path(path) if path else self._next_path("gif")
-        p = save_gif(self.state, path, frames or self.controls["frames"].value)
-        self.saved.append(p)
-        self.status.value = f"saved {p}"
-        return p
-
-    # helpers ----------------------------------------------------------------------------
-    def _sync_source_controls(self, src: Source):
-        """Point the label and donor controls at a new source without triggering renders."""
-        c = self._muted = self.controls
-        try:
-            c["source_label"].value = src.label
-            c["donor"].options = ["none"] + [s for s in self.donors if s != src.subject]
-            if self.state.donor == src.subject:
-                self.state = self.state.replace(donor=None)
-            c["donor"].value = self.state.donor or "none"
-        finally:
-            self._muted = None
-
-    def _next_path(self, ext: str) -> Path:
-        s = self.state
-        stem = f"explorer_{(s.source.subject or 'upload')}_{s.expression}_{s.intensity:.2f}".replace(" ", "_")
-        k = 0
-        while (self.out_dir / f"{stem}_{k}.{ext}").exists():
-            k += 1
-        return self.out_dir / f"{stem}_{k}.{ext}"
-
-    def show(self):
-        from IPython.display import display
-        display(self.widget)
-        return self
-
-    def _ipython_display_(self):
-        self.show()
+# the ipywidgets explorer lives in explorer.py (wiring only); re-exported here for notebooks
+from .explorer import ExpressionExplorer, model_provenance  # noqa: E402,F401

@@ -62,6 +62,15 @@ def model(cache):
     return ex.learn_displacements(cache, "train")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _close_widgets():
+    """Close the explorers' widgets here, not in Widget.__del__ at interpreter exit (which,
+    once ipykernel is imported by a later test, prints 'sys.meta_path is None' noise)."""
+    yield
+    import ipywidgets
+    ipywidgets.Widget.close_all()
+
+
 @pytest.fixture(scope="module")
 def G():
     torch.manual_seed(0)
@@ -214,10 +223,15 @@ def test_widget_constructs_headless_and_callbacks_update_state(G, cache, model, 
     c["expression"].value = "surprise"
     c["donor"].value = "S001"
     assert w.state.expression == "surprise" and w.state.donor == "S001"
-    other = [i for _, i in w.sources if i != c["source"].value][0]
-    c["source"].value = other
-    assert np.array_equal(w.state.source.image, cache.images[other])
-    assert w.view.value[:4] == b"\x89PNG"
+    # subject, then frame: the frame list is that subject's (neutral first)
+    assert c["subject"].value == "S004" and [v for _, v in c["subject"].options] == ["S004", "S005"]
+    c["subject"].value = "S005"
+    rows = [i for _, i in c["source"].options]
+    assert set(cache.subjects[rows]) == {"S005"} and cache.labels[rows[0]] == 0 and len(rows) == 9
+    c["source"].value = rows[-1]
+    assert np.array_equal(w.state.source.image, cache.images[rows[-1]])
+    assert c["source_label"].value == cache.labels[rows[-1]]
+    assert all(v.value[:4] == b"\x89PNG" for v in w.views) and w.view is w.views[2]
     w.buttons["save_image"].click()
     c["frames"].value = 3
     w.buttons["save_gif"].click()
@@ -225,5 +239,64 @@ def test_widget_constructs_headless_and_callbacks_update_state(G, cache, model, 
     with Image.open(w.saved[-1]) as im:
         assert im.n_frames == 3
     before = w.state.source
-    w.on_upload(({"name": "gray.png", "content": memoryview(widgets.png_bytes(np.full((120, 120, 3), 128, np.uint8)))},))
+    gray = widgets.png_bytes(np.full((120, 120, 3), 128, np.uint8))
+    w.on_upload(({"name": "gray.png", "content": memoryview(gray)},))
     assert "no face found" in w.status.value and w.state.source is before
+
+
+def test_status_line_and_file_names_say_every_setting(G, cache, model):
+    from lmexpr_nb.explorer import save_stem, status_text
+    st = _state(G, cache, model, expression="happy", intensity=0.8)
+    assert status_text(st) == f"{st.source.name}: neutral → happy at 0.80"          # no dangling "; regions"
+    assert save_stem(st) == f"explorer_{st.source.subject}-{st.source.index}_happy-0.80"
+    st = st.replace(donor="S001", mouth=0.5, brow=-0.25)
+    assert status_text(st).endswith("; landmark donor S001; regions mouth +0.50, brow -0.25")
+    assert save_stem(st) == f"explorer_{st.source.subject}-{st.source.index}_happy-0.80_donor-S001_mouth+0.50_brow-0.25"
+
+
+def test_busy_indicator_and_saving_feedback_reach_the_widgets(G, cache, model, tmp_path, monkeypatch):
+    w = widgets.ExpressionExplorer(G, CFG, cache, model, out_dir=tmp_path)
+    seen = []
+    real_render, real_gif = widgets.render, widgets.save_gif
+
+    def render(state, *a, **k):
+        seen.append(("render", w.busy.value))
+        return real_render(state, *a, **k)
+
+    def save_gif(*a, **k):
+        seen.append(("gif", w.busy.value, w.status.value, w.buttons["save_gif"].disabled))
+        return real_gif(*a, **k)
+    monkeypatch.setattr(widgets, "render", render)
+    monkeypatch.setattr(widgets, "save_gif", save_gif)
+    w.controls["intensity"].value = 0.5
+    assert "generating" in seen[-1][1] and w.busy.value.startswith("<span") and "ready" in w.busy.value
+    assert w.seconds is not None and w.seconds > 0
+    w.save_gif(frames=2)
+    kind, busy, status, disabled = seen[-1]
+    assert kind == "gif" and "saving a 2-frame GIF" in busy and "saving" in status and disabled
+    assert not w.buttons["save_gif"].disabled and "saved" in w.status.value and w.busy.value == ""
+
+
+def test_uploaded_photo_becomes_the_source_and_the_model_says_what_it_knows(G, cache, model, tmp_path):
+    from skimage import data
+    from lmexpr_nb.explorer import PHOTO, source_note
+    w = widgets.ExpressionExplorer(G, CFG, cache, model, out_dir=tmp_path,
+                                   trained_on={"dataset": "synthetic", "synthetic": True})
+    assert w.note.value == ""                       # a synthetic frame into a synthetic model: nothing to say
+    w.on_upload(({"name": "astronaut.png", "content": memoryview(widgets.png_bytes(data.astronaut()))},))
+    c = w.controls
+    assert w.state.source.photo and c["subject"].value == PHOTO and c["subject"].options[0] == ("your photo", PHOTO)
+    assert c["source"].options == (("astronaut.png", -1),) and c["source"].disabled
+    assert c["source_label"].value is None and "neutral assumed" in w.status.value
+    assert "never seen a real face" in w.note.value and "paper profile" in w.note.value
+    assert "Set <b>source is</b>" in w.note.value
+    c["source_label"].value = CLASSES.index("happy")
+    assert w.state.source.label == CLASSES.index("happy") and "Set <b>source is</b>" not in w.note.value
+    assert w.save_image()[0].name.startswith("explorer_photo-astronaut_happy-1.00")
+    c["subject"].value = "S005"                     # back to a frame, then to the photo again
+    assert not w.state.source.photo and not c["source"].disabled and w.note.value == ""
+    c["subject"].value = PHOTO
+    assert w.state.source.photo and w.state.source.label == CLASSES.index("happy")
+    real = widgets.ExpressionExplorer(G, CFG, cache, model, trained_on={"dataset": "ckplus", "synthetic": False})
+    assert source_note(w.state.source, real.trained_on) == ""
+    assert "untrained" in source_note(w.state.source, {"untrained": True})

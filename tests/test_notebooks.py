@@ -64,3 +64,39 @@ def test_failing_notebook_stops_the_run_and_names_the_cell(tmp_path):
     summary = json.loads((tmp_path / "out" / "run.json").read_text())
     status = {n["notebook"]: n["status"] for n in summary["notebooks"]}
     assert status == {"00_fine": "ok", "01_broken": "failed", "02_after": "not run"}
+
+
+# calls whose value is what the cell is for (they display, or return None)
+SHOWN_ON_PURPOSE = {"print", "display", "Markdown", "show_table", "show_image", "show"}
+
+
+def _repr_ending(src: str):
+    """The last statement when its value would print as Out[n] (a PosixPath, a dict...), else None."""
+    import ast
+    tree = ast.parse(src)
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr) or src.rstrip().endswith(";"):
+        return None
+    v = tree.body[-1].value
+    v = v.body if isinstance(v, ast.IfExp) else v
+    f = v.func if isinstance(v, ast.Call) else None
+    name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+    return None if name in SHOWN_ON_PURPOSE else ast.unparse(tree.body[-1])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_cell_ends_in_a_raw_repr(path):
+    nb = nbformat.reads(path.read_text(), as_version=4)
+    bad = [e for c in nb.cells if c.cell_type == "code" for e in [_repr_ending(c.source)] if e]
+    assert not bad, f"cells ending in a value Jupyter would print raw (end them with ';' or display it): {bad}"
+
+
+def test_repr_check_catches_what_it_should():
+    assert _repr_ending("x = 1\nctx.provenance()") == "ctx.provenance()"
+    assert _repr_ending("viz.save_figure(fig, p)") == "viz.save_figure(fig, p)"
+    assert _repr_ending("viz.save_figure(fig, p);") is None
+    assert _repr_ending("viz.show_table(rows)") is None and _repr_ending("if a:\n    f()") is None
+
+
+def test_show_table_shows_the_table_once():
+    from lmexpr_nb import viz
+    assert viz.show_table([{"a": 1}], title="t") is None     # a cell ending in it adds no Out[] string
