@@ -193,8 +193,8 @@ class Generator(nn.Module):
 
     forward(source_image (B,3,S,S) in [-1,1], source_heatmaps (B,68,S,S), target_heatmaps
     (B,68,S,S), target_label (B,) long or (B,K) float) -> image (B,3,S,S) in [-1,1], and the
-    list of the T masks M_t (B,d,S/4,S/4) when return_masks. Only the image stream is decoded;
-    the last landmark features are dropped [PATN]. Switches (ModelConfig):
+    list of the T masks M_t (B,d,S/f,S/f), f = 2**n_downsampling (4 in the paper), when
+    return_masks. Only the image stream is decoded; the last landmark features are dropped [PATN]. Switches (ModelConfig):
     landmark_stream_sees_source (136 vs 68 heatmap channels), use_feature_init (E_ini vs
     FixedDownsample), use_label_planes (planes concatenated or not; without them the label
     is ignored and may be None), label_range.

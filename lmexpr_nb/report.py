@@ -51,6 +51,10 @@ FIGURE_CAPTIONS = {
                         "paper's numbers", "the paper's Table 4"),
     "table4_generated": ("Generated faces added to the recogniser's training set: source, generated face, "
                          "the frame whose landmarks and label it got", "the paper's Table 4 augmentation"),
+    "table4_confusion": ("Expression-recognition confusion matrix on the peak-frame test set (rows: true "
+                         "class; colour: row %)", "the paper's Table 4 (the paper prints accuracies only)"),
+    "fig6_dataset_landmark": ("Frames whose landmarks came from the dataset's own files (dlib found no face), "
+                              "checked and shown", "no paper figure (preprocessing check)"),
     "explorer": ("The explorer, static: one validation face over the expressions seen in training x "
                  "intensities, target landmarks dotted", "no paper figure (the paper's future work, Sec. V)"),
 }

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-PROVENANCE = ("data", "profile", "weights", "N")
+PROVENANCE = ("data", "profile", "weights", "recipe", "N")
 NOTES = ("note", "warning")
 DETAILS = ("source", "dataset", "steps", "gallery", "genuine pairs", "impostor pairs", "no face found",
            "real train images", "generated images")

@@ -98,8 +98,12 @@ def test_bench_learn_trains_evaluates_and_compares(tmp_path):
     assert np.all(cache.labels[ev.src] == 0) and np.all(cache.labels[ev.tgt] != 0)
     base = ev.baselines()
     assert base["copy source"]["identity"] > 0.99 and set(base["copy source"]) == set(learn_mod.METRICS)
-    rec = learn_mod.learn(cfg, cache, budget=1.0, points=2, evaluator=ev, steps=4, log=lambda *_: None, name="t")
+    fit = learn_mod.Evaluator(cache, max_pairs=6, split="train")
+    assert set(np.asarray(cache.subjects)[fit.tgt]).isdisjoint(np.asarray(cache.subjects)[ev.tgt])
+    rec = learn_mod.learn(cfg, cache, budget=1.0, points=2, evaluator=ev, steps=4, log=lambda *_: None, name="t",
+                          train_evaluator=fit)
     assert [p["step"] for p in rec["curve"]] == [2, 4]
+    assert set(rec["train_subjects"]) == set(learn_mod.METRICS) and 0 <= rec["train_subjects"]["rank1"] <= 1
     assert all(p["train_seconds"] > 0 and 0 <= p["rank1"] <= 1 for p in rec["curve"])
     rec.update(overrides={"train": {"pairs": "neutral-to-expression"}}, baselines=base,
                data={"seed": 9, "eval_pairs": ev.n})
