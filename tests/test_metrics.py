@@ -394,6 +394,15 @@ def test_dlib_recogniser_embeds_and_counts_fallbacks(faces):
     assert rec.last_stats["whole_image_box"] == 1
     floats = torch.from_numpy(faces[:1]).permute(0, 3, 1, 2).float() / 127.5 - 1   # [-1,1] CHW input
     assert np.linalg.norm(rec.embed(floats) - e[:1]) < 1e-6
+    # a repeated image (a real frame that is the target of several pairs) is computed once, same rows
+    flat = np.full_like(faces[0], 128)
+    r = rec.embed(np.stack([faces[0], faces[1], faces[0], flat, flat]))
+    assert rec.last_computed == 1 and rec.last_stats["whole_image_box"] == 2    # faces seen above; flat once
+    assert np.linalg.norm(r[:2] - e) < 1e-6 and np.array_equal(r[2], r[0]) and np.array_equal(r[4], r[3])
+    fresh = DlibRecogniser()
+    assert np.array_equal(fresh.embed(np.stack([flat, faces[2], faces[2], flat])), rec.embed(
+        np.stack([flat, faces[2], faces[2], flat]))) and fresh.last_computed == 2 and rec.last_computed == 1
+    assert np.array_equal(r[3], DlibRecogniser().embed(flat[None])[0])
 
 
 def test_lightcnn_layout_forward_and_strict_checkpoint_reload(tmp_path):
