@@ -20,6 +20,8 @@ def test_notebooks_exist_in_order():
 def test_notebook_is_clean_and_parameterised(path):
     nb = json.loads(path.read_text())
     nbformat.validate(nbformat.reads(path.read_text(), as_version=4))
+    # nbformat 4.5 cells carry ids; JupyterLab adds missing ones on open (the "modified" dot)
+    assert all(c.get("id") for c in nb["cells"]), "every cell needs an id"
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     assert nb["metadata"]["kernelspec"]["language"] == "python"
     assert nb["metadata"]["language_info"]["name"] == "python"

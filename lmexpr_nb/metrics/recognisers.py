@@ -142,7 +142,7 @@ class DlibRecogniser:
                 shape = sp(img, rect)
             out[i] = np.asarray(facerec.compute_face_descriptor(img, shape, self.num_jitters, self.padding))
             computed += 1
-            if len(seen) < self.MEMO_LIMIT:
+            if len(seen) < self.MEMO_LIMIT and not self.num_jitters:
                 seen[key] = (out[i].copy(), not found)
         # whole_image_box: images embedded with the whole image as the face box (no face found,
         # or detect=False); 0 when landmarks were given
