@@ -211,11 +211,12 @@ def learn(cfg, cache, budget: float, points: int, evaluator: Evaluator, steps: i
         if steps is None and train_s >= budget:
             break
     from ..train import TERMS
-    fit = train_evaluator.generator(core.generator) if train_evaluator is not None else None
-    if fit is not None:
-        log("  training subjects: " + "  ".join(f"{k} {v:.4g}" for k, v in fit.items()))
-    return {"name": name, **({"train_subjects": fit} if fit is not None else {}), "profile": cfg.profile,
-            "config": cfg.to_dict(), "standins": cfg.uses_standins, "steps": done, "planned_steps": total, "budget_seconds": budget, "threads": torch.get_num_threads(),
+    fit = {}
+    if train_evaluator is not None:
+        fit = {"train_subjects": train_evaluator.generator(core.generator)}
+        log("  training subjects: " + "  ".join(f"{k} {v:.4g}" for k, v in fit["train_subjects"].items()))
+    return {"name": name, **fit, "profile": cfg.profile, "config": cfg.to_dict(), "standins": cfg.uses_standins,
+            "steps": done, "planned_steps": total, "budget_seconds": budget, "threads": torch.get_num_threads(),
             "final_losses": dict(zip(TERMS, [round(float(x), 5) for x in last_terms])) if last_terms is not None
             else {}, "curve": curve}
 

@@ -122,12 +122,11 @@ class DlibRecogniser:
         ims = _uint8_list(images)
         out = np.zeros((len(ims), self.dim))
         no_face = computed = 0
-        seen = self._memo
         for i, img in enumerate(ims):
             key = hashlib.sha1(np.ascontiguousarray(img).tobytes() + bytes(str(img.shape), "ascii") + (
                 b"" if landmarks is None else np.asarray(landmarks[i], np.float64).tobytes())).digest()
-            if key in seen and not self.num_jitters:          # jittered descriptors are random
-                out[i], missed = seen[key]
+            if key in self._memo:                  # never holds jittered (random) descriptors
+                out[i], missed = self._memo[key]
                 no_face += missed
                 continue
             found = True
@@ -142,8 +141,8 @@ class DlibRecogniser:
                 shape = sp(img, rect)
             out[i] = np.asarray(facerec.compute_face_descriptor(img, shape, self.num_jitters, self.padding))
             computed += 1
-            if len(seen) < self.MEMO_LIMIT and not self.num_jitters:
-                seen[key] = (out[i].copy(), not found)
+            if len(self._memo) < self.MEMO_LIMIT and not self.num_jitters:
+                self._memo[key] = (out[i].copy(), not found)
         # whole_image_box: images embedded with the whole image as the face box (no face found,
         # or detect=False); 0 when landmarks were given
         self.last_stats = dict(n_images=len(ims), whole_image_box=no_face, given_landmarks=landmarks is not None)
