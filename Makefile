@@ -21,8 +21,10 @@ venv: $(STAMP)
 reproduce: $(STAMP)
 	$(VPY) -m lmexpr_nb run --profile $(PROFILE)
 
+# two workers (pytest-xdist, one test file per worker at a time): the smoke run (tests marked slow go
+# first) on one, the short tests beside it on the other
 test: $(STAMP)
-	$(VPY) -m pytest -q
+	$(VPY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 bench: $(STAMP)
 	$(VPY) -m lmexpr_nb bench preprocess
