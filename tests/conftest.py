@@ -27,9 +27,3 @@ def pytest_configure(config):
     except ImportError:
         pass
 
-
-def pytest_collection_modifyitems(config, items):
-    # the end-to-end runs (marked slow: the papermill smoke run, ~8 min on 2 cores) first, so that
-    # under `make test`'s two pytest-xdist workers one worker runs them while the other takes every
-    # short test (one torch thread each) beside them, instead of starting them last. Stable order
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
