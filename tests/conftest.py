@@ -26,4 +26,3 @@ def pytest_configure(config):
         torch.set_num_threads(1)
     except ImportError:
         pass
-

@@ -112,6 +112,26 @@ def test_bench_learn_trains_evaluates_and_compares(tmp_path):
     assert "| t | train.pairs=neutral-to-expression | 4 |" in text and (tmp_path / "compare.png").is_file()
 
 
+
+def test_bench_learn_budget_plans_from_steps_after_the_first(monkeypatch):
+    """A slow first step (warm-up) must not shrink the plan: with a 0.4 s first step and 0.02 s
+    steps after it, a 0.4 s budget plans about 20 steps (counted in, it would plan 3-4)."""
+    import time
+    calls = []
+
+    def fake_step(self, batch, step_index):
+        time.sleep(0.4 if not calls else 0.02)
+        calls.append(step_index)
+        return torch.zeros(len(train_mod.TERMS))
+
+    monkeypatch.setattr(train_mod.TrainCore, "step", fake_step)
+    cache = make_cache((4, 4, 4, 4), val_subjects=2, size=32)
+    cfg = tiny_cfg(steps=4).updated({"train": {"pairs": "neutral-to-expression"}})
+    rec = learn_mod.learn(cfg, cache, budget=0.4, points=1, evaluator=learn_mod.Evaluator(cache, max_pairs=2),
+                          log=lambda *_: None, name="b")
+    assert 12 <= rec["planned_steps"] <= 21, rec["planned_steps"]
+    assert rec["steps"] == len(calls) and calls[:learn_mod.PROBE_STEPS] == list(range(learn_mod.PROBE_STEPS))
+
 def test_bench_learn_refuses_a_bad_setting_in_one_line(capsys):
     assert learn_mod.bench_main(["--set", "train.nope=1"]) == 2
     assert learn_mod.bench_main(["--set", "lr=1"]) == 2
