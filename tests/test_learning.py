@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -112,11 +113,9 @@ def test_bench_learn_trains_evaluates_and_compares(tmp_path):
     assert "| t | train.pairs=neutral-to-expression | 4 |" in text and (tmp_path / "compare.png").is_file()
 
 
-
 def test_bench_learn_budget_plans_from_steps_after_the_first(monkeypatch):
     """A slow first step (warm-up) must not shrink the plan: with a 0.4 s first step and 0.02 s
     steps after it, a 0.4 s budget plans about 20 steps (counted in, it would plan 3-4)."""
-    import time
     calls = []
 
     def fake_step(self, batch, step_index):
@@ -131,6 +130,7 @@ def test_bench_learn_budget_plans_from_steps_after_the_first(monkeypatch):
                           log=lambda *_: None, name="b")
     assert 12 <= rec["planned_steps"] <= 21, rec["planned_steps"]
     assert rec["steps"] == len(calls) and calls[:learn_mod.PROBE_STEPS] == list(range(learn_mod.PROBE_STEPS))
+
 
 def test_bench_learn_refuses_a_bad_setting_in_one_line(capsys):
     assert learn_mod.bench_main(["--set", "train.nope=1"]) == 2

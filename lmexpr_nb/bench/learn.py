@@ -40,6 +40,7 @@ from ..io import write_json
 
 DEFAULT_OUT = Path("outputs/bench/learn")
 METRICS = ("psnr", "ssim", "nme", "face_found", "identity", "rank1")
+PROBE_STEPS = 4       # budget mode: steps run to plan the schedule's length (the first, warm-up, not timed)
 
 
 def parse_sets(items) -> dict:
@@ -152,9 +153,6 @@ class Evaluator:
         path.parent.mkdir(parents=True, exist_ok=True)
         img.save(path)
         return path
-
-
-PROBE_STEPS = 4          # budget mode: steps timed (after the first) to plan the schedule's length
 
 
 def learn(cfg, cache, budget: float, points: int, evaluator: Evaluator, steps: int | None = None,
