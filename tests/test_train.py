@@ -287,7 +287,7 @@ def test_missing_vgg_weights_give_the_message_and_the_standin_only_when_asked(tm
     assert not (tmp_path / "run" / "checkpoints").exists()
     # the CLI: one line, exit code 2, no traceback (paper profile, which has no stand-in)
     (tmp_path / "cache").mkdir()
-    monkeypatch.setattr(train_mod, "_open_cache", lambda d: (cache, Path(d)))
+    monkeypatch.setattr(train_mod.trainer, "_open_cache", lambda d: (cache, Path(d)))
     rc = train_mod.train_main(["--config", str(_yaml(tmp_path, vgg_standin=False)), "--data", str(tmp_path / "cache"),
                                "--out", str(tmp_path / "cli"), "--no-progress"])
     err = capsys.readouterr().err

@@ -28,8 +28,8 @@ SIZE = 32
 SUBJECTS = 4          # 3 train + 1 val: the val face has three donors
 FRAME = (320, 245)    # rendered frame size: a quarter of CK+'s, ~4x faster to draw
 TRAIN = {"steps": 8, "batch_size": 4, "lr": 0.02, "checkpoint_every": 8, "sample_every": 8, "log_every": 2}
-SOURCES = ("nets.py", "train.py", "losses.py", "config.py", "checkpoint.py", "data/synthetic.py", "data/cache.py",
-           "profiles/smoke.yaml")
+SOURCES = ("nets.py", "train/core.py", "train/trainer.py", "losses.py", "config.py", "checkpoint.py",
+           "data/synthetic.py", "data/cache.py", "profiles/smoke.yaml")
 
 
 def tiny_cache(folder: Path):
