@@ -93,7 +93,8 @@ class TrainConfig:
     sample_every: int = 1000
     log_every: int = 10
     device: str = "auto"             # auto | cpu | cuda
-    amp: str = "auto"                # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    amp: str = "auto"                # auto (bf16 on CUDA, fp32 on CPU) | bf16-native (bf16 where the
+                                     # hardware has it, CPUs with AVX512-BF16/AMX too) | bf16 | fp32
     channels_last: str | bool = "auto"   # auto (on CUDA) | true | false
     compile: bool = False            # torch.compile; never on CPU tests
     num_workers: int = 2
@@ -165,7 +166,7 @@ class Config:
 
 
 # settings that change how a run is kept and watched, not what it learns
-NOT_RECIPE = {("train", k) for k in ("checkpoint_every", "sample_every", "log_every", "device", "amp",
+NOT_RECIPE = {("train", k) for k in ("checkpoint_every", "sample_every", "log_every", "device",
                                       "channels_last", "compile", "num_workers", "deterministic", "seed")}
 
 

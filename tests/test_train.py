@@ -143,6 +143,29 @@ def test_lr_schedule_constant_then_linear_to_zero():
     assert all(a > b for a, b in zip(lrs[5:], lrs[6:]))
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_modes_pick_the_dtype_and_bf16_native_follows_the_hardware(monkeypatch, native):
+    from lmexpr_nb.train import device as dev_mod
+    monkeypatch.setattr(dev_mod.torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(dev_mod.torch.cpu, "_is_amx_tile_supported", lambda: False)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    cfg = tiny_cfg(steps=1)
+    want = {"auto": (None, torch.bfloat16), "bf16-native": (torch.bfloat16 if native else None, torch.bfloat16),
+            "bf16": (torch.bfloat16, torch.bfloat16), "fp32": (None, None)}
+    for mode, (on_cpu, on_cuda) in want.items():
+        cfg.train.amp = mode
+        assert (train_mod.amp_dtype(cfg, cpu), train_mod.amp_dtype(cfg, cuda)) == (on_cpu, on_cuda), mode
+    cfg.train.amp = "fp16"
+    with pytest.raises(ValueError, match="bf16-native"):
+        train_mod.amp_dtype(cfg, cpu)
+    # the precision is part of the recipe every output names; the paper profile's is "auto"
+    assert "train.amp=bf16-native (paper: auto)" in load_profile("paper").updated(
+        {"train": {"amp": "bf16-native"}}).recipe
+    # a run records the dtype it really used
+    core = train_mod.TrainCore(tiny_cfg(steps=1).updated({"train": {"amp": "bf16-native"}}), cpu)
+    assert core.dtype_name == ("bfloat16 autocast" if native else "float32")
+
+
 # --------------------------------------------------------------------------------------
 # Training
 
@@ -157,7 +180,9 @@ def test_tiny_model_learns_and_writes_its_outputs(tmp_path):
     assert pix[-1] < 0.7 * pix[0], pix                                     # the pixel loss falls clearly
     assert s["status"] == "complete" and s["final_step"] == 30 and s["pairs"] == 12
     assert s["synthetic"] is True and s["dataset"] == "fake-test" and s["device"] == "cpu"
-    assert s["dtype"] == "float32" and s["images_per_second"] > 0
+    # the smoke profile's amp is bf16-native: bf16 on this CPU only if it computes bf16 natively
+    native = train_mod.device.native_bf16(torch.device("cpu"))
+    assert s["dtype"] == ("bfloat16 autocast" if native else "float32") and s["images_per_second"] > 0
     assert "stand-in" in s["perceptual_weights"] and "stand-in" in s["perceptual"]
     assert any("stand-in" in x for x in s["standins"])
     samples = sorted((tmp_path / "run" / "samples").glob("*.png"))
