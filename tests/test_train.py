@@ -145,9 +145,8 @@ def test_lr_schedule_constant_then_linear_to_zero():
 
 @pytest.mark.parametrize("native", [True, False])
 def test_amp_modes_pick_the_dtype_and_bf16_native_follows_the_hardware(monkeypatch, native):
-    from lmexpr_nb.train import device as dev_mod
-    monkeypatch.setattr(dev_mod.torch.cpu, "_is_avx512_bf16_supported", lambda: native)
-    monkeypatch.setattr(dev_mod.torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     cfg = tiny_cfg(steps=1)
     want = {"auto": (None, torch.bfloat16), "bf16-native": (torch.bfloat16 if native else None, torch.bfloat16),
@@ -162,7 +161,8 @@ def test_amp_modes_pick_the_dtype_and_bf16_native_follows_the_hardware(monkeypat
     assert "train.amp=bf16-native (paper: auto)" in load_profile("paper").updated(
         {"train": {"amp": "bf16-native"}}).recipe
     # a run records the dtype it really used
-    core = train_mod.TrainCore(tiny_cfg(steps=1).updated({"train": {"amp": "bf16-native"}}), cpu)
+    cfg.train.amp = "bf16-native"
+    core = train_mod.TrainCore(cfg, cpu)
     assert core.dtype_name == ("bfloat16 autocast" if native else "float32")
 
 

@@ -73,10 +73,9 @@ def amp_dtype(cfg, device: torch.device) -> torch.dtype | None:
     """The autocast dtype cfg.train.amp asks for on `device` (None: fp32).
 
     auto: bf16 on CUDA, fp32 on CPU (the paper profile's setting). bf16-native: bf16 wherever
-    the hardware has it (native_bf16), else fp32; the smoke profile's setting, measured with
-    bench learn on this kit's 2-core EPYC (AVX512-BF16): 0.23 s a step against 0.33 s in fp32, and
-    the same quality at equal steps (NME 0.0464 vs 0.0460, 1300 steps, 2 seeds). bf16 / fp32:
-    always that. The dtype a run used is in its train_summary.json ("dtype")."""
+    the hardware has it (native_bf16), else fp32 (the smoke profile's setting; its measurement is
+    in profiles/smoke.yaml). bf16 / fp32: always that. The dtype a run used is in its
+    train_summary.json ("dtype")."""
     a = str(cfg.train.amp).lower()
     if a == "auto":
         return torch.bfloat16 if device.type == "cuda" else None
