@@ -33,9 +33,9 @@ bench: $(STAMP)
 	$(VPY) -m lmexpr_nb bench train
 	$(VPY) -m lmexpr_nb bench infer
 
-# JupyterLab on notebooks/ (adds --allow-root only when run as root, and says so; see lmexpr_nb/lab.py)
+# JupyterLab on notebooks/ (adds --allow-root only when run as root, and says so; see lmexpr_nb/runner/lab.py)
 lab: $(STAMP)
-	$(VPY) -m lmexpr_nb.lab notebooks/
+	$(VPY) -m lmexpr_nb.runner.lab notebooks/
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -1,8 +1,9 @@
 """lmexpr-nb: a notebook reproduction kit for Li, Qi & Sun (IEEE Access 2021),
 "Facial Landmarks and Expression Label Guided Photorealistic Facial Expression Synthesis".
 
-Pipeline, one module (or package) per stage:
-    data/ -> landmarks -> preprocess -> nets -> losses -> train -> metrics/ -> notebooks
+One folder per stage of the pipeline (README.md beside this file says what flows between them):
+    data/ -> landmarks/ -> model/ -> train/ -> metrics/ -> experiments/ -> explore/
+with common/ (plumbing), bench/ (benchmarks) and runner/ (the notebooks, the report) beside them.
 """
 __version__ = "0.1.0"
 

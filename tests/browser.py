@@ -4,7 +4,7 @@
     with LabServer(root, env) as lab:      # jupyter lab on 127.0.0.1, own token and settings
         page.goto(lab.url("lab/tree/x.ipynb"))
 
-The server is started as `make lab` starts it (lmexpr_nb.lab.lab_command: `python -m
+The server is started as `make lab` starts it (lmexpr_nb.runner.lab.lab_command: `python -m
 jupyterlab`, one process with no `jupyter` launcher in between, the kit's contents manager,
 --allow-root only as root) in its own session, with JUPYTERLAB_SETTINGS_DIR /
 JUPYTERLAB_WORKSPACES_DIR / JUPYTER_CONFIG_DIR / JUPYTER_RUNTIME_DIR / JUPYTER_DATA_DIR in a
@@ -136,7 +136,7 @@ class LabServer:
                    JUPYTER_CONFIG_DIR=str(self.scratch / "jupyter-config"),
                    JUPYTER_RUNTIME_DIR=str(self.scratch / "jupyter-runtime"),
                    JUPYTER_DATA_DIR=str(self.scratch / "jupyter-data"))
-        from lmexpr_nb.lab import lab_command
+        from lmexpr_nb.runner.lab import lab_command
         cmd = lab_command(self.root, ["--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
                                       f"--IdentityProvider.token={self.token}", "--ServerApp.port_retries=0",
                                       "--LabApp.news_url="] + self.extra, log=self.say)

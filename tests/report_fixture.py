@@ -1,8 +1,8 @@
 """A run folder shaped like a smoke run's, for the report tests (no training, no metrics).
 
-Tables 4 and 7 go through the kit's own writers (augmentation.write_table4,
-ablation.write_table7) with made-up results; Tables 5 and 6 through tables.write_table with
-the columns evaluate.table5_quality / table6_identity write (numbers as unrounded as theirs:
+Tables 4 and 7 go through the kit's own writers (experiments/table4.py's write_table4,
+table7.py's write_table7) with made-up results; Tables 5 and 6 through tables.write_table with
+the columns table5_quality / table6_identity write (numbers as unrounded as theirs:
 93.1034, -4.82075e-06). Figures are small PNGs under the notebooks' figure names; executed
 notebooks are tiny real notebooks with an output, so nbconvert has something to convert.
 """
@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from lmexpr_nb.paper import TABLE5_QUALITY, TABLE6_IDENTITY
+from lmexpr_nb.common.paper import TABLE5_QUALITY, TABLE6_IDENTITY
 
 PROV = {"dataset": "synthetic", "data": "synthetic (not real faces)", "profile": "smoke",
         "recipe": "lambda_gan=0, lr=0.001",
@@ -28,7 +28,7 @@ NOTEBOOKS = ("00_setup", "01_preprocessing", "02_model", "03_training", "04_qual
 
 
 def _table5(folder):
-    from lmexpr_nb.tables import write_table
+    from lmexpr_nb.experiments.tables import write_table
     rows = []
     for m, psnr, ssim, fd in (("copy source", 20.9712, 0.714963, 0.0131284), ("warp to target landmarks", 22.2189,
                               0.846138, 0.0219821), ("our method", 19.4512, 0.493107, 0.436977)):
@@ -54,7 +54,7 @@ def _table5(folder):
 
 
 def _table6(folder):
-    from lmexpr_nb.tables import write_table
+    from lmexpr_nb.experiments.tables import write_table
     rows = []
     for m, r1, t1, t01 in (("original", 100.0, 93.1034, 70.6897), ("copy source", 100.0, 91.3793, 67.2414),
                            ("warp to target landmarks", 96.5517, 84.4828, 55.1724), ("our method", 35.6322,
@@ -84,7 +84,7 @@ def _table6(folder):
 
 
 def _table4(folder):
-    from lmexpr_nb.augmentation import write_table4
+    from lmexpr_nb.experiments.table4 import write_table4
     names = ["angry", "happy", "surprise"]
     res = [{"factor": k, "accuracy": a, "accuracy_se": 0.0312, "n_real": 96, "n_generated": 96 * k, "n_val": 64,
             "n_generated_donor": 0, "classes": names, "per_class_accuracy": dict(zip(names, (a, a, None))),
@@ -94,7 +94,7 @@ def _table4(folder):
 
 
 def _table7(folder):
-    from lmexpr_nb.ablation import write_table7
+    from lmexpr_nb.experiments.table7 import write_table7
     res = []
     for s, ei, lp, fd in (("w/o feature initialize network", False, True, 0.512), ("w/o expression label smooth", True,
                           False, 0.498), ("all together", True, True, 0.47713)):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lmexpr_nb.baselines import BASELINES, border_points, copy_source, warp_to_landmarks
+from lmexpr_nb.experiments.baselines import BASELINES, border_points, copy_source, warp_to_landmarks
 
 
 @pytest.fixture(scope="module")
@@ -10,7 +10,7 @@ def astronaut():
     """A real face photo that ships with scikit-image, and its dlib 68 landmarks."""
     import skimage.data
 
-    from lmexpr_nb.landmarks import LandmarkDetector
+    from lmexpr_nb.landmarks.detect import LandmarkDetector
     img = skimage.data.astronaut()
     det = LandmarkDetector()
     found = det.locate(img)

@@ -1,4 +1,4 @@
-"""`bench gpu` (issue 9): the CPU path of the one prepared GPU check. It must run without dlib,
+"""`bench gpu`: the CPU path of the one prepared GPU check. It must run without dlib,
 papermill or face_recognition_models (the device machine has none of them), write one folder of
 few, simply named, small files whose JSON has every section, mark every GPU-only figure as
 unmeasured on the CPU, keep the JSON complete when the budget cuts it short, and `--finish` must
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmexpr_nb.bench import gpu
-from lmexpr_nb.bench.gpu_learn import NPZ_LIMIT, _pairs_budget
+from lmexpr_nb.bench.gpu import main as gpu
+from lmexpr_nb.bench.gpu.learn import NPZ_LIMIT, _pairs_budget
 
 REPO = Path(__file__).resolve().parents[1]
 # run the command with the device machine's gaps: these imports fail as they would there
@@ -88,7 +88,7 @@ def test_cpu_run_writes_every_section_and_marks_gpu_figures_unmeasured(cpu_run):
 
 
 def test_finish_adds_landmark_nme_and_identity(cpu_run, tmp_path):
-    from lmexpr_nb.bench.gpu_finish import finish
+    from lmexpr_nb.bench.gpu.finish import finish
     out, proc = cpu_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     said = []

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from browser import LabServer, Unavailable, alive, children, find_chromium
 
 pytestmark = pytest.mark.browser
@@ -121,8 +120,8 @@ def _click_track(slider, fraction: float):
 
 
 def test_explorer_end_to_end_in_jupyterlab(browser, tmp_path):
-    from skimage import data as skdata
     from PIL import Image
+    from skimage import data as skdata
     from tiny_run import tiny_model
     t_start = time.perf_counter()
     model = tiny_model(REPO / "outputs" / "test-models")
@@ -263,7 +262,8 @@ def test_explorer_end_to_end_in_jupyterlab(browser, tmp_path):
 
 def test_report_fits_a_1400px_window(browser, tmp_path):
     from report_fixture import fake_run
-    from lmexpr_nb.report import write_report
+
+    from lmexpr_nb.runner.report import write_report
     out = fake_run(tmp_path / "run")
     write_report(out, log=lambda *a: None)
     page = browser.new_page(viewport={"width": 1400, "height": 900})

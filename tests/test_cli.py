@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmexpr_nb import run, viz
+from lmexpr_nb.common import viz
 from lmexpr_nb.config import read_profile
+from lmexpr_nb.experiments import figures
+from lmexpr_nb.runner import run
+from lmexpr_nb.runner.context import notebook_context
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -67,14 +70,14 @@ def test_real_tree_given_to_the_smoke_profile_is_read_and_labelled_as_real(recor
     assert [p["dataset"] for p in recorded.values()] == ["ckplus", "ckplus"]
     assert all(p["data_root"] == str(root.resolve()) and p["cwd"] == str((tmp_path / "out").resolve())
                for p in recorded.values())
-    ctx = run.notebook_context("smoke", str(tmp_path / "out"), "ckplus", str(root), interactive=False)
+    ctx = notebook_context("smoke", str(tmp_path / "out"), "ckplus", str(root), interactive=False)
     assert ctx.provenance()["data"] == "real" and not ctx.synthetic
     assert "real" in viz.footer_text(ctx.provenance()) and "synthetic" not in viz.footer_text(ctx.provenance())
 
 
 def test_every_figure_the_notebooks_save_is_built_with_the_footer():
-    """Each cell that saves a figure builds it with footer= (or, for evaluate's figures, hands them
-    the provenance they print as their footer)."""
+    """Each cell that saves a figure builds it with footer= (or, for experiments/figures.py's Figs. 7-9,
+    hands them the provenance they print as their footer)."""
     saving = 0
     for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
         for c in json.loads(p.read_text())["cells"]:
@@ -84,7 +87,7 @@ def test_every_figure_the_notebooks_save_is_built_with_the_footer():
             if "viz.save_figure(" in src:
                 saving += 1
                 assert "footer=" in src, (p.name, src[:200])
-            for call in src.split("evaluate.figure_")[1:]:
+            for call in src.split("figures.figure_")[1:]:
                 saving += 1
                 assert "prov" in call.split(")")[0], (p.name, call[:120])
     assert saving >= 8
@@ -92,6 +95,7 @@ def test_every_figure_the_notebooks_save_is_built_with_the_footer():
 
 def test_figure_builders_put_the_footer_on_the_figure(tmp_path):
     from types import SimpleNamespace
+
     import matplotlib.pyplot as plt
     footer = viz.footer_text({"dataset": "synthetic", "data": "synthetic (not real faces)", "profile": "smoke",
                               "standins": ["FD-dlib"]})
@@ -100,7 +104,7 @@ def test_figure_builders_put_the_footer_on_the_figure(tmp_path):
                             landmarks=rng.uniform(2, 14, (4, 68, 2)), labels=np.array([0, 5, 0, 5]),
                             subjects=np.array(["a", "a", "b", "b"]), method=np.array(["dataset"] * 4))
     (tmp_path / "losses.csv").write_text("step,g_total,g_pixel,d_image,d_geometry\n1,2,1,0.7,0.7\n2,1.5,0.8,0.6,0.7\n")
-    figs = [viz.expression_grid(cache, per_class=2, footer=footer), viz.method_grid(cache, footer=footer),
+    figs = [figures.expression_grid(cache, per_class=2, footer=footer), figures.method_grid(cache, footer=footer),
             viz.image_grid([[cache.images[0]]], footer=footer), viz.loss_curves(tmp_path / "losses.csv", footer=footer)]
     for fig in figs:
         assert footer in [" ".join(t.get_text().split("\n")) for t in fig.texts]   # wrapped to the width

@@ -17,8 +17,8 @@ import torch.multiprocessing as mp
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import csv_rows, make_cache, tiny_cfg  # noqa: E402
 
-from lmexpr_nb import checkpoint as ckpt_io  # noqa: E402
-from lmexpr_nb import train as train_mod  # noqa: E402
+from lmexpr_nb.common import checkpoint as ckpt_io  # noqa: E402
+from lmexpr_nb.train.trainer import Trainer  # noqa: E402
 
 STEPS = 2
 
@@ -40,7 +40,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
     cfg = tiny_cfg(steps=STEPS, checkpoint_every=STEPS, log_every=1, sample_every=STEPS)
-    trainer = train_mod.Trainer(cfg, make_cache(), Path(out) / "ddp", progress=False)
+    trainer = Trainer(cfg, make_cache(), Path(out) / "ddp", progress=False)
     assert trainer.dist.world_size == world and trainer.dist.rank == rank
     trainer.run()
     torch.save({"params": _params(trainer), "first_batch": trainer.stream.batch_at(0)},
@@ -60,7 +60,7 @@ def test_gloo_two_process_step_averages_gradients(tmp_path):
 
     # one process on rank 0's shard alone: same seeds, same data, no averaging -> different weights
     cfg = tiny_cfg(steps=STEPS, checkpoint_every=STEPS, log_every=1, sample_every=STEPS)
-    single = train_mod.Trainer(cfg, make_cache(), tmp_path / "single", progress=False)
+    single = Trainer(cfg, make_cache(), tmp_path / "single", progress=False)
     assert single.dist.world_size == 1 and single.stream.batch_at(0) == r0["first_batch"]
     single.run()
     p = _params(single)

@@ -1,4 +1,4 @@
-"""The fault suite (issue 10): bad input and faults against the command line and the Python API.
+"""The fault suite: bad input and faults against the command line and the Python API.
 
 Every case asserts the exact outcome a careful user should get, one of
 - a one-line error: exit status 2 and one stderr line naming the file or setting (command
@@ -10,7 +10,7 @@ intact and still used, including after `kill -9` in the middle of writing the ca
 checkpoint.
 
 `@fault(kind)` records what the case guards against, i.e. what a user saw where the case
-failed before issue 10 was fixed (KINDS); `guard` marks cases that ended well already and
+failed before the fault suite's fixes (KINDS); `guard` marks cases that ended well already and
 stay here so that they keep doing so. The command-line cases call the same `main()` that
 `python -m lmexpr_nb` runs, in-process (seconds); a few run as real subprocesses, where a
 process boundary is the point (tracebacks, kill -9, two writers).
@@ -36,7 +36,7 @@ import torch
 
 from lmexpr_nb.config import DataConfig, EvalConfig, load_profile
 from lmexpr_nb.data.cache import load_cache
-from lmexpr_nb.preprocess import preprocess_dataset
+from lmexpr_nb.landmarks.preprocess import preprocess_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ("code execution", "data loss", "silent wrong result", "traceback", "vague message",
@@ -149,7 +149,7 @@ class Payload:
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     """The synthetic CK+-layout set, 2 subjects x 7 sequences x 4 frames (640x490)."""
-    from lmexpr_nb.data.synthetic import write_synthetic_ckplus
+    from lmexpr_nb.data.synthetic.write import write_synthetic_ckplus
     root = tmp_path_factory.mktemp("tree") / "synth"
     write_synthetic_ckplus(root, subjects=2, frames=4, seed=0)
     return root
@@ -190,7 +190,7 @@ def profile_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(built, profile_file, tmp_path_factory):
     """A finished 2-step run of the tiny profile on `built`."""
-    from lmexpr_nb.train import train
+    from lmexpr_nb.train.trainer import train
     out = tmp_path_factory.mktemp("trained") / "run"
     train(load_profile(profile_file), built, out, progress=False)
     return out
@@ -223,8 +223,8 @@ LIGHTCNN = "LightCNN_29Layers_V2_checkpoint.pth.tar"
 @fault("code execution")
 @pytest.mark.parametrize("where", ["LMEXPR_WEIGHTS", "hub cache"])
 def test_lightcnn_payload_dropped_where_weights_are_looked_for_is_refused_not_run(weight_dirs, tmp_path, where):
+    from lmexpr_nb.common.weights import MissingWeightsError
     from lmexpr_nb.metrics.recognisers import load_recogniser
-    from lmexpr_nb.weights import MissingWeightsError
     marker = tmp_path / "pwned"
     path = weight_dirs[where] / LIGHTCNN
     torch.save({"state_dict": Payload(marker)}, path)
@@ -234,8 +234,8 @@ def test_lightcnn_payload_dropped_where_weights_are_looked_for_is_refused_not_ru
 
 @fault("code execution")
 def test_vggface_payload_given_as_the_users_file_is_refused_not_run(tmp_path):
+    from lmexpr_nb.common.weights import MissingWeightsError
     from lmexpr_nb.metrics.recognisers import load_recogniser
-    from lmexpr_nb.weights import MissingWeightsError
     marker = tmp_path / "pwned"
     path = tmp_path / "vgg_face_dag.pth"
     torch.save(Payload(marker), path)
@@ -247,8 +247,8 @@ def test_vggface_payload_given_as_the_users_file_is_refused_not_run(tmp_path):
 
 @fault("guard")
 def test_inception_payload_under_the_release_name_fails_the_hash_before_loading(weight_dirs, tmp_path):
+    from lmexpr_nb.common.weights import MissingWeightsError
     from lmexpr_nb.metrics.inception import load_fid_inception
-    from lmexpr_nb.weights import MissingWeightsError
     marker = tmp_path / "pwned"
     path = weight_dirs["hub cache"] / "pt_inception-2015-12-05-6726825d.pth"
     torch.save(Payload(marker), path)
@@ -258,9 +258,9 @@ def test_inception_payload_under_the_release_name_fails_the_hash_before_loading(
 
 @fault("traceback")
 def test_vgg19_payload_as_the_users_perceptual_weights_is_a_one_line_refusal(tmp_path):
+    from lmexpr_nb.common.weights import MissingWeightsError
     from lmexpr_nb.config import LossConfig
-    from lmexpr_nb.losses import PerceptualLoss
-    from lmexpr_nb.weights import MissingWeightsError
+    from lmexpr_nb.model.losses import PerceptualLoss
     marker = tmp_path / "pwned"
     path = tmp_path / "my_vgg19.pth"
     torch.save({"features.0.weight": Payload(marker)}, path)
@@ -270,12 +270,12 @@ def test_vgg19_payload_as_the_users_perceptual_weights_is_a_one_line_refusal(tmp
 
 
 @fault("traceback")
-def test_checkpoint_payload_is_refused_by_load_generator(tmp_path):
-    from lmexpr_nb.checkpoint import load_generator
+def test_checkpoint_payload_is_refused_by_load_trained(tmp_path):
+    from lmexpr_nb.model.trained import load_trained
     marker = tmp_path / "pwned"
     path = tmp_path / "last.pt"
     torch.save({"format": "lmexpr-nb-checkpoint/1", "models": Payload(marker)}, path)
-    msg = api_error(ValueError, lambda: load_generator(path), path)
+    msg = api_error(ValueError, lambda: load_trained(path), path)
     assert "weights_only" not in msg
     assert not marker.exists()
 
@@ -343,8 +343,8 @@ def test_recogniser_provenance_carries_the_weight_files_sha256(tmp_path):
 
 @fault("traceback")
 def test_truncated_lightcnn_file_is_a_one_line_error_naming_it(tmp_path):
+    from lmexpr_nb.common.weights import MissingWeightsError
     from lmexpr_nb.metrics.recognisers import LightCNNRecogniser
-    from lmexpr_nb.weights import MissingWeightsError
     path = tmp_path / LIGHTCNN
     torch.save({"state_dict": _small_lightcnn().state_dict()}, path)
     path.write_bytes(path.read_bytes()[:5000])
@@ -393,7 +393,7 @@ def killed_checkpoint(trained, built, profile_file, tmp_path_factory):
             time.sleep(600)
         torch.save = torn
         from lmexpr_nb.config import load_profile
-        from lmexpr_nb.train import train
+        from lmexpr_nb.train.trainer import train
         train(load_profile({str(profile_file)!r}), {str(built)!r}, {str(run)!r}, resume=True, steps=3,
               progress=False)
         """), flag)
@@ -402,7 +402,7 @@ def killed_checkpoint(trained, built, profile_file, tmp_path_factory):
 
 @fault("guard")
 def test_kill_9_while_writing_the_checkpoint_leaves_the_last_one_whole(killed_checkpoint):
-    from lmexpr_nb.checkpoint import load_checkpoint
+    from lmexpr_nb.common.checkpoint import load_checkpoint
     run, before = killed_checkpoint
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 2
@@ -411,8 +411,8 @@ def test_kill_9_while_writing_the_checkpoint_leaves_the_last_one_whole(killed_ch
 
 @fault("housekeeping")
 def test_resume_after_kill_9_continues_and_removes_the_torn_temporary(killed_checkpoint, built, profile_file):
-    from lmexpr_nb.checkpoint import load_checkpoint
-    from lmexpr_nb.train import train
+    from lmexpr_nb.common.checkpoint import load_checkpoint
+    from lmexpr_nb.train.trainer import train
     run, _ = killed_checkpoint
     s = train(load_profile(profile_file), built, run, resume=True, steps=3, progress=False)
     assert s["start_step"] == 2 and s["final_step"] == 3
@@ -422,7 +422,7 @@ def test_resume_after_kill_9_continues_and_removes_the_torn_temporary(killed_che
 
 @fault("guard")
 def test_checkpoint_write_that_fails_half_way_keeps_the_old_file(run_copy, monkeypatch):
-    from lmexpr_nb import checkpoint as ck_io
+    from lmexpr_nb.common import checkpoint as ck_io
     path = run_copy / "checkpoints" / "last.pt"
     before = path.read_bytes()
     ck = ck_io.load_checkpoint(path)
@@ -498,7 +498,7 @@ def test_second_preprocess_into_the_same_folder_is_refused_and_the_first_result_
     first = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
         from pathlib import Path
-        import lmexpr_nb.preprocess as P
+        import lmexpr_nb.landmarks.preprocess as P
         real = P.process_sequence
         def slow(*a, **k):
             if not Path({str(flag)!r}).exists():       # the first sequence: hold the folder a while
@@ -545,7 +545,7 @@ def killed_cache(small_tree, tmp_path):
             time.sleep(600)
         np.savez = torn
         from lmexpr_nb.config import DataConfig
-        from lmexpr_nb.preprocess import preprocess_dataset
+        from lmexpr_nb.landmarks.preprocess import preprocess_dataset
         preprocess_dataset("ckplus", {str(small_tree)!r}, {str(out)!r}, DataConfig(image_size=48), progress=False)
         """), flag)
     return out, before
@@ -590,7 +590,7 @@ def test_cache_write_that_fails_half_way_keeps_the_old_cache(small_tree, tmp_pat
 
 @fault("vague message")
 def test_preprocess_into_a_folder_under_a_file_stops_before_the_work(capsys, small_tree, tmp_path, monkeypatch):
-    import lmexpr_nb.preprocess as P
+    import lmexpr_nb.landmarks.preprocess as P
 
     def no_work(*a, **k):
         raise AssertionError("the output folder must be checked before any frame is processed")
@@ -810,8 +810,8 @@ def _probe_notebooks(folder: Path) -> Path:
                                        'cache_dir = None\ninteractive = True\nmetrics_path = None')
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell(
-        "from lmexpr_nb import run\n"
-        "ctx = run.notebook_context(profile, out_dir, dataset, data_root, cache_dir, interactive, metrics_path)\n"
+        "from lmexpr_nb.runner.context import notebook_context\n"
+        "ctx = notebook_context(profile, out_dir, dataset, data_root, cache_dir, interactive, metrics_path)\n"
         "assert ctx.data_root.is_dir(), ctx.data_root\n"
         "ctx.save_metrics('probe', {'steps': ctx.cfg.train.steps, 'data_root': str(ctx.data_root),\n"
         "                           'data': ctx.provenance()['data']})")]
@@ -823,7 +823,7 @@ def _probe_notebooks(folder: Path) -> Path:
 
 @fault("vague message")
 def test_run_resolves_relative_profile_data_and_out_against_the_callers_folder(capsys, tmp_path, monkeypatch):
-    from lmexpr_nb import run
+    from lmexpr_nb.runner import run
     monkeypatch.setattr(run, "NOTEBOOK_DIR", _probe_notebooks(tmp_path / "nbs"))
     work = tmp_path / "work"
     (work / "ds").mkdir(parents=True)                      # a real (not synthetic) tree: labelled real
@@ -838,7 +838,7 @@ def test_run_resolves_relative_profile_data_and_out_against_the_callers_folder(c
 
 @fault("vague message")
 def test_run_with_a_bad_profile_parameter_stops_before_any_notebook(capsys, tmp_path, monkeypatch):
-    from lmexpr_nb import run
+    from lmexpr_nb.runner import run
     monkeypatch.setattr(run, "NOTEBOOK_DIR", _probe_notebooks(tmp_path / "nbs"))
     (tmp_path / "ds").mkdir()
     prof = tmp_path / "bad.yaml"
@@ -863,10 +863,9 @@ def photo():
 
 @pytest.fixture(scope="module")
 def editor(photo):
-    from lmexpr_nb import expressions as ex
-    from lmexpr_nb import infer
     from lmexpr_nb.config import Config
-    from lmexpr_nb.data.synthetic import MEAN_SHAPE
+    from lmexpr_nb.data.synthetic.shape import MEAN_SHAPE
+    from lmexpr_nb.explore import expressions as ex, infer
     cfg = Config.from_dict({"model": {"image_size": 64, "ngf": 4, "ndf": 4, "n_blocks": 1, "heatmap_sigma": 1.5}})
     d = np.zeros((8, 68, 2))
     d[5, [48, 54], 1] = -0.05
@@ -938,7 +937,7 @@ def test_edit_target_landmarks_of_the_wrong_shape(editor, photo):
 @fault("housekeeping")
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_atomic_writes_honour_the_umask(tmp_path, umask):
-    from lmexpr_nb.io import write_json
+    from lmexpr_nb.common.files import write_json
     old = os.umask(umask)
     try:
         write_json(tmp_path / "t.json", {"a": 1})
@@ -949,7 +948,7 @@ def test_atomic_writes_honour_the_umask(tmp_path, umask):
 
 @fault("housekeeping")
 def test_stale_temporaries_are_removed_and_a_live_writers_kept(tmp_path):
-    from lmexpr_nb.io import atomic_path, write_json
+    from lmexpr_nb.common.files import atomic_path, write_json
     orphan = tmp_path / ".report.json.k3j2l1x9.tmp"                  # what an interrupted older write left
     orphan.write_bytes(bytes(1000))
     os.utime(orphan, (time.time() - 7200, time.time() - 7200))

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from lmexpr_nb import generate, nets
 from lmexpr_nb.config import ModelConfig
+from lmexpr_nb.data.pairs import evaluation_pairs
+from lmexpr_nb.model import generate, nets
 
 CFG = ModelConfig(image_size=32, ngf=4, ndf=4, n_blocks=1, heatmap_sigma=1.5)
 
@@ -58,12 +59,12 @@ def test_evaluation_pairs_are_same_subject_distinct_and_capped():
     cache = SimpleNamespace(subjects=np.array(["a", "a", "a", "b", "b", "c"]),
                             labels=np.array([0, 3, 5, 0, 0, 2]),
                             split=np.array(["val", "val", "val", "val", "val", "train"]))
-    s, t = generate.evaluation_pairs(cache)
+    s, t = evaluation_pairs(cache)
     assert len(s) == 3 * 2 + 2 * 1
     assert all(cache.subjects[i] == cache.subjects[j] and i != j for i, j in zip(s, t))
     assert 5 not in s and 5 not in t
-    s2, t2 = generate.evaluation_pairs(cache, max_pairs=3, seed=1)
+    s2, t2 = evaluation_pairs(cache, max_pairs=3, seed=1)
     assert len(s2) == 3 and set(zip(s2, t2)) <= set(zip(s, t))
     # the primary protocol: a's neutral frame to a's two expression frames; b has no expression frame
-    s3, t3 = generate.evaluation_pairs(cache, protocol="neutral-to-expression")
+    s3, t3 = evaluation_pairs(cache, protocol="neutral-to-expression")
     assert list(zip(s3.tolist(), t3.tolist())) == [(0, 1), (0, 2)]

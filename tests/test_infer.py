@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from lmexpr_nb import expressions as ex
-from lmexpr_nb import infer, nets
 from lmexpr_nb.config import Config, ModelConfig
+from lmexpr_nb.explore import expressions as ex, infer
+from lmexpr_nb.model import nets
 
 CFG = Config.from_dict({"model": {"image_size": 64, "ngf": 4, "ndf": 4, "n_blocks": 1, "heatmap_sigma": 1.5}})
 
@@ -109,7 +109,7 @@ def test_targets_expression_landmarks_and_donor(photo, face):
 
 
 def _toy_model():
-    from lmexpr_nb.data.synthetic import MEAN_SHAPE
+    from lmexpr_nb.data.synthetic.shape import MEAN_SHAPE
     d = np.zeros((8, 68, 2))
     d[5, [48, 54], 1] = -0.05
     subjects = np.zeros(8, int)
@@ -129,7 +129,7 @@ def test_paste_back_geometry_without_dlib():
 
 
 def test_load_model_finds_expressions(tmp_path):
-    from lmexpr_nb.checkpoint import save_checkpoint
+    from lmexpr_nb.common.checkpoint import save_checkpoint
     torch.manual_seed(0)
     G = nets.build_generator(CFG.model)
     ck = save_checkpoint(tmp_path / "train" / "checkpoints" / "last.pt", step=1, config=CFG, models={"generator": G},
@@ -161,7 +161,7 @@ def test_bench_infer_tiny_config(tmp_path):
 
 def test_the_one_call_api_of_the_readme(tmp_path, photo):
     """README: editor = load_model(last.pt); editor.edit(photo, "happy", intensity=0.8).frame."""
-    from lmexpr_nb.checkpoint import save_checkpoint
+    from lmexpr_nb.common.checkpoint import save_checkpoint
     torch.manual_seed(0)
     G = nets.build_generator(CFG.model)
     ck = save_checkpoint(tmp_path / "train" / "checkpoints" / "last.pt", step=1, config=CFG,

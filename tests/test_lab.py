@@ -1,4 +1,4 @@
-"""`make lab` (lmexpr_nb.lab): --allow-root only as root; notebooks reach the browser with the
+"""`make lab` (lmexpr_nb.runner.lab): --allow-root only as root; notebooks reach the browser with the
 metadata their kernel will report, so they do not open "modified" (test_browser checks that
 in JupyterLab itself); the file on disk is never touched."""
 import asyncio
@@ -7,7 +7,7 @@ import sys
 import nbformat
 import pytest
 
-from lmexpr_nb import lab
+from lmexpr_nb.runner import lab
 
 
 def test_allow_root_only_as_root_and_it_says_so(monkeypatch):
@@ -51,7 +51,7 @@ def test_align_metadata_touches_only_notebooks_of_that_kernel():
 
 
 def test_contents_manager_serves_aligned_metadata_and_leaves_the_file(tmp_path):
-    from lmexpr_nb.run import NOTEBOOK_DIR
+    from lmexpr_nb.runner.context import NOTEBOOK_DIR
     src = NOTEBOOK_DIR / "09_explorer.ipynb"
     (tmp_path / "nb.ipynb").write_bytes(src.read_bytes())
     cm = lab.KitContentsManager(root_dir=str(tmp_path))

@@ -1,4 +1,4 @@
-"""The training recipe's switches (issue 8): heatmaps without denormals, the GAN warm-up that
+"""The training recipe's switches: heatmaps without denormals, the GAN warm-up that
 trains no discriminator, the training pair rule, and `bench learn` end to end on a tiny cache."""
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import time
 import numpy as np
 import pytest
 import torch
-
-from lmexpr_nb import train as train_mod
-from lmexpr_nb.bench import learn as learn_mod
-from lmexpr_nb.heatmaps import TAIL, landmark_heatmaps
 from test_train import make_cache, tiny_cfg
+
+from lmexpr_nb.bench import learn as learn_mod
+from lmexpr_nb.landmarks.heatmaps import TAIL, landmark_heatmaps
+from lmexpr_nb.train.core import TERMS, TrainCore, gan_on, training_pairs
 
 
 def test_heatmaps_hold_no_denormal_floats_and_stay_within_the_tail_of_the_gaussian():
@@ -45,8 +45,8 @@ def _same(a, b):
 
 def _core_and_batches(cfg, n=4):
     cache = make_cache((4, 4, 3), val_subjects=1, size=32)
-    ds = train_mod.training_pairs(cache, cfg)
-    core = train_mod.TrainCore(cfg, torch.device("cpu"))
+    ds = training_pairs(cache, cfg)
+    core = TrainCore(cfg, torch.device("cpu"))
     core.train_mode(True)
     return core, [ds.batch([i % len(ds), (i + 1) % len(ds)]) for i in range(n)]
 
@@ -56,7 +56,7 @@ def test_without_the_gan_term_no_discriminator_is_trained():
     core, batches = _core_and_batches(cfg)
     d0, g0 = _params(core.d_image) + _params(core.d_geometry), _params(core.generator)
     terms = core.step(batches[0], 0)
-    named = dict(zip(train_mod.TERMS, terms.tolist()))
+    named = dict(zip(TERMS, terms.tolist()))
     assert named["g_gan"] == 0 and named["d_image"] == 0 and named["d_geometry"] == 0
     assert _same(d0, _params(core.d_image) + _params(core.d_geometry))      # Ds untouched
     assert not _same(g0, _params(core.generator))                           # G learned
@@ -64,21 +64,21 @@ def test_without_the_gan_term_no_discriminator_is_trained():
 
 def test_gan_warm_up_switches_the_discriminators_on_at_its_step():
     cfg = tiny_cfg(steps=4).updated({"train": {"gan_start": 0.5}, "loss": {"lambda_gan": 5.0}})
-    assert [train_mod.gan_on(s, cfg) for s in range(4)] == [False, False, True, True]
+    assert [gan_on(s, cfg) for s in range(4)] == [False, False, True, True]
     core, batches = _core_and_batches(cfg)
     d0 = _params(core.d_image)
     core.step(batches[0], 0)
     core.step(batches[1], 1)
     assert _same(d0, _params(core.d_image))
-    terms = dict(zip(train_mod.TERMS, core.step(batches[2], 2).tolist()))
+    terms = dict(zip(TERMS, core.step(batches[2], 2).tolist()))
     assert not _same(d0, _params(core.d_image)) and terms["g_gan"] > 0 and terms["d_image"] > 0
-    assert not train_mod.gan_on(0, cfg.updated({"loss": {"lambda_gan": 0.0}, "train": {"gan_start": 0.0}}))
+    assert not gan_on(0, cfg.updated({"loss": {"lambda_gan": 0.0}, "train": {"gan_start": 0.0}}))
 
 
 @pytest.mark.parametrize("rule", ["neutral-to-expression", "all-ordered-pairs"])
 def test_training_pairs_follow_train_pairs(rule):
     cache = make_cache((5, 4, 3), val_subjects=1, size=32)
-    ds = train_mod.training_pairs(cache, tiny_cfg().updated({"train": {"pairs": rule}}))
+    ds = training_pairs(cache, tiny_cfg().updated({"train": {"pairs": rule}}))
     tr = cache.subset("train")
     s, t = ds.pairs[:, 0], ds.pairs[:, 1]
     assert np.all(tr.subjects[s] == tr.subjects[t]) and np.all(s != t)
@@ -121,9 +121,9 @@ def test_bench_learn_budget_plans_from_steps_after_the_first(monkeypatch):
     def fake_step(self, batch, step_index):
         time.sleep(0.4 if not calls else 0.02)
         calls.append(step_index)
-        return torch.zeros(len(train_mod.TERMS))
+        return torch.zeros(len(TERMS))
 
-    monkeypatch.setattr(train_mod.TrainCore, "step", fake_step)
+    monkeypatch.setattr(TrainCore, "step", fake_step)
     cache = make_cache((4, 4, 4, 4), val_subjects=2, size=32)
     cfg = tiny_cfg(steps=4).updated({"train": {"pairs": "neutral-to-expression"}})
     rec = learn_mod.learn(cfg, cache, budget=0.4, points=1, evaluator=learn_mod.Evaluator(cache, max_pairs=2),

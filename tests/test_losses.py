@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from lmexpr_nb import losses, nets, weights
+from lmexpr_nb.common import weights
 from lmexpr_nb.config import LossConfig, ModelConfig
+from lmexpr_nb.model import losses, nets
 
 TINY = ModelConfig(image_size=32, ngf=8, ndf=8, n_blocks=2)
-
 
 
 # ---------------------------------------------------------------- Eq. 4

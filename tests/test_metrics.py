@@ -10,12 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from lmexpr_nb import metrics
+from lmexpr_nb.common.weights import MissingWeightsError
 from lmexpr_nb.config import EvalConfig
-from lmexpr_nb.metrics import fid as fidm
-from lmexpr_nb.metrics import identity as idm
-from lmexpr_nb.metrics import psnr_ssim as ps
-from lmexpr_nb.weights import MissingWeightsError
+from lmexpr_nb.metrics import fid as fidm, identity as idm, psnr_ssim as ps, registry as metrics
 
 
 @pytest.fixture
@@ -312,7 +309,7 @@ def test_inception_preprocessing_is_pytorch_fid():
 
 
 def test_inception_features_shape_and_strict_reload(tmp_path, monkeypatch):
-    from lmexpr_nb import weights
+    from lmexpr_nb.common import weights
     from lmexpr_nb.metrics.inception import FID_WEIGHTS_FILE, FIDInceptionV3, inception_features, load_fid_inception
     torch.manual_seed(0)
     net = FIDInceptionV3()
@@ -494,7 +491,7 @@ def test_expression_classifier_learns_colour_codes_deterministically():
 def test_landmark_error_counts_missing_faces():
     import skimage.data
 
-    from lmexpr_nb.landmarks import LandmarkDetector
+    from lmexpr_nb.landmarks.detect import LandmarkDetector
     from lmexpr_nb.metrics.landmark_error import landmark_error
     img = skimage.data.astronaut()
     det = LandmarkDetector()

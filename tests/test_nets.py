@@ -5,12 +5,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from lmexpr_nb import nets
 from lmexpr_nb.config import ModelConfig
+from lmexpr_nb.model import describe, nets
 
 PAPER = ModelConfig()
 TINY = ModelConfig(image_size=32, ngf=8, ndf=8, n_blocks=2)
-
 
 
 def tiny(**kw) -> ModelConfig:
@@ -35,7 +34,7 @@ def shapes(net: nn.Module) -> dict:
 
 @pytest.fixture(scope="module")
 def paper_rows():
-    return nets.describe_layers(PAPER)   # one real forward of G and both Ds at 128x128, batch 1
+    return describe.describe_layers(PAPER)   # one real forward of G and both Ds at 128x128, batch 1
 
 
 def _out(rows, net, stage, layer=None):
@@ -86,7 +85,7 @@ def test_paper_config_parameter_counts(paper_rows):
                       + conv(256, 512, 4) + bn(512) + conv(512, 1, 4) + bn(1))
     g = nets.Generator(PAPER)
     di, dg = nets.build_discriminators(PAPER)
-    counts = {"G": nets.count_params(g), "D_image": nets.count_params(di), "D_geometry": nets.count_params(dg)}
+    counts = {"G": describe.count_params(g), "D_image": describe.count_params(di), "D_geometry": describe.count_params(dg)}
     print(f"\npaper config parameters: {counts}")
     assert counts == {"G": expected_g, "D_image": disc(6), "D_geometry": disc(71)}
     assert counts == {"G": 41_690_883, "D_image": 2_768_706, "D_geometry": 2_835_266}
@@ -144,10 +143,10 @@ def test_without_feature_init_only_e_ini_changes():
     e_ini = {n for n in s_on if n.startswith(("init_image.", "init_landmark."))}
     assert e_ini and not any(n.startswith(("init_image.", "init_landmark.")) for n in s_off)
     assert {n: s for n, s in s_on.items() if n not in e_ini} == s_off          # nothing else changes
-    assert nets.count_params(off) == nets.count_params(on) - sum(
+    assert describe.count_params(off) == describe.count_params(on) - sum(
         p.numel() for n, p in on.named_parameters() if n in e_ini)
-    assert isinstance(off.init_image, nets.FixedDownsample) and nets.count_params(off.init_image) == 0
-    assert nets.count_params(off.init_landmark) == 0
+    assert isinstance(off.init_image, nets.FixedDownsample) and describe.count_params(off.init_image) == 0
+    assert describe.count_params(off.init_landmark) == 0
     src, hs, ht, label = inputs(tiny())
     assert off(src, hs, ht, label).shape == on(src, hs, ht, label).shape == (2, 3, 32, 32)
 
@@ -266,8 +265,8 @@ def test_init_statistics():
 
 def test_describe_layers_small_config_is_consistent():
     cfg = tiny(use_label_planes=False, use_feature_init=False)
-    rows = nets.describe_layers(cfg)
+    rows = describe.describe_layers(cfg)
     assert not [r for r in rows if r["stage"] == "label planes"]
     assert [r["output"] for r in rows if r["stage"].startswith("fixed downsample")] == [(8, 8, 32)] * 2
-    assert sum(r["params"] for r in rows if r["net"] == "G") == nets.count_params(nets.Generator(cfg))
+    assert sum(r["params"] for r in rows if r["net"] == "G") == describe.count_params(nets.Generator(cfg))
     assert rows[-1]["output"] == (2, 2, 1)     # 32 -> 16, 8, 4, 3, 2 (128 -> 64, 32, 16, 15, 14)

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lmexpr_nb import run
+from lmexpr_nb.runner import run
 
 NOTEBOOKS = sorted(run.NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 
@@ -100,5 +100,5 @@ def test_repr_check_catches_what_it_should():
 
 
 def test_show_table_shows_the_table_once():
-    from lmexpr_nb import viz
+    from lmexpr_nb.common import viz
     assert viz.show_table([{"a": 1}], title="t") is None     # a cell ending in it adds no Out[] string

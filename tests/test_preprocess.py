@@ -10,11 +10,11 @@ import skimage.data
 from PIL import Image
 
 from lmexpr_nb.config import DataConfig
-from lmexpr_nb.data import read_dataset
 from lmexpr_nb.data.cache import load_cache
-from lmexpr_nb.heatmaps import landmark_heatmaps
-from lmexpr_nb.landmarks import LandmarkDetector, crop_and_resize, crop_box, read_image, track_sequence
-from lmexpr_nb.preprocess import preprocess_dataset, split_subjects
+from lmexpr_nb.data.readers import read_dataset
+from lmexpr_nb.landmarks.detect import LandmarkDetector, crop_and_resize, crop_box, read_image, track_sequence
+from lmexpr_nb.landmarks.heatmaps import landmark_heatmaps
+from lmexpr_nb.landmarks.preprocess import choose_validation_subjects, preprocess_dataset
 
 ASTRO = skimage.data.astronaut()
 
@@ -163,9 +163,9 @@ def test_grayscale_and_16bit_images_read_as_rgb(tmp_path):
 
 def test_split_is_subject_disjoint_and_seeded():
     subs = [f"S{i:03d}" for i in range(30)]
-    a, b = split_subjects(subs, 0.1, 0), split_subjects(subs, 0.1, 0)
-    assert a == b and len(a) == 3 and split_subjects(subs, 0.1, 1) != a
-    assert split_subjects(["S1"], 0.1, 0) == set()
+    a, b = choose_validation_subjects(subs, 0.1, 0), choose_validation_subjects(subs, 0.1, 0)
+    assert a == b and len(a) == 3 and choose_validation_subjects(subs, 0.1, 1) != a
+    assert choose_validation_subjects(["S1"], 0.1, 0) == set()
 
 
 def test_preprocess_cache_report_reuse_and_rebuild(ckplus, tmp_path):

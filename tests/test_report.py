@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from report_fixture import fake_run
 
-from lmexpr_nb.report import figure_caption, write_report
-from lmexpr_nb.report_tables import compact_table, fmt_number, split_markdown
+from lmexpr_nb.runner.report import figure_caption, write_report
+from lmexpr_nb.runner.report_tables import compact_table, fmt_number, split_markdown
 
 
 def test_report_lists_every_notebook_and_table(tmp_path):
@@ -104,6 +104,6 @@ def test_executed_notebooks_become_html_pages(tmp_path):
 
 
 def test_split_markdown_reads_what_write_table_writes(tmp_path):
-    from lmexpr_nb.tables import write_table
+    from lmexpr_nb.experiments.tables import write_table
     _, md = write_table(tmp_path, "t", [{"a": 1.5, "N": 3}], {"data": "synthetic"}, title="My title", note="My note.")
     assert split_markdown(md.read_text()) == ("My title", "My note.")

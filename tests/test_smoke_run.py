@@ -6,12 +6,12 @@ import os
 
 import pytest
 
-from lmexpr_nb import run
-from lmexpr_nb.evalset import COPY, OURS, PRIMARY
-from lmexpr_nb.table5 import NME_COL
+from lmexpr_nb.experiments.evalset import COPY, OURS, PRIMARY
+from lmexpr_nb.experiments.table5 import NME_COL
+from lmexpr_nb.runner import run
 
 SSIM_COL = "SSIM (Wang, Gaussian 1.5)"
-# What the seeded smoke run must reach, so that a regression fails CI: issue 8's bars, NME <= 0.040,
+# What the seeded smoke run must reach, so that a regression fails CI: the bars the smoke recipe was chosen to meet, NME <= 0.040,
 # SSIM above copy-source's, faces found >= 98 %, dlib Rank-1 >= 95 %, mouth change >= 8/255. The
 # smoke recipe reached (2-core CPU with AVX512-BF16, 1300 bf16 steps, n_downsampling 0): NME 0.0388
 # (copy 0.0671), SSIM 0.759 (copy 0.685), faces 100 %, Rank-1 100 %, mouth change happy 17.4 /
@@ -61,7 +61,7 @@ def test_smoke_profile_runs_every_notebook(tmp_path):
         assert f in figs, f
     assert any(f.endswith(".gif") for f in figs)
     assert os.path.getsize(out / "train" / "checkpoints" / "last.pt") > 0
-    # issue 8: the trained smoke model does the task, measured from this run's own outputs
+    # the trained smoke model does the task, measured from this run's own outputs
     # (primary neutral -> expression pairs of the validation subjects; thresholds: see QUALITY)
     t5 = {r["method"]: r for r in csv.DictReader(open(out / "tables" / "table5.csv"))
           if r["protocol"] == PRIMARY and "(paper)" not in r["data"]}

@@ -10,8 +10,12 @@ import pytest
 from PIL import Image
 from skimage.draw import polygon
 
-from lmexpr_nb.data import synthetic as S
 from lmexpr_nb.data.records import CLASSES
+from lmexpr_nb.data.synthetic.expression import EXPRESSIONS, ease, expression_displacements
+from lmexpr_nb.data.synthetic.identity import make_identity, neutral_shape
+from lmexpr_nb.data.synthetic.render import sequence_order
+from lmexpr_nb.data.synthetic.shape import INNER_LIPS, L_EYE, MEAN_SHAPE, R_EYE, FaceProportions, mean_shape
+from lmexpr_nb.data.synthetic.write import MARKER, write_synthetic_ckplus
 
 SUBJECTS, FRAMES, SEED = 2, 3, 0
 FLOAT = r"-?\d\.\d{7}e[+-]\d{2}"
@@ -20,7 +24,7 @@ FLOAT = r"-?\d\.\d{7}e[+-]\d{2}"
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth") / "ckplus"
-    summary = S.write_synthetic_ckplus(root, subjects=SUBJECTS, frames=FRAMES, seed=SEED)
+    summary = write_synthetic_ckplus(root, subjects=SUBJECTS, frames=FRAMES, seed=SEED)
     return root, summary
 
 
@@ -33,7 +37,7 @@ def _frame(root: Path, subject: int, sequence: int, frame: int):
 
 
 def _sequence_of(subject: int, expression: str) -> int:
-    return S.sequence_order(SEED, subject).index(expression) + 1
+    return sequence_order(SEED, subject).index(expression) + 1
 
 
 def _peak(root, subject, expression):
@@ -45,10 +49,10 @@ def test_layout_is_ckplus(tree):
     root, summary = tree
     assert summary["images"] == SUBJECTS * 7 * FRAMES == summary["landmark_files"]
     assert summary["emotion_files"] == SUBJECTS * 7 and summary["synthetic"] is True
-    marker = (root / S.MARKER).read_text()
+    marker = (root / MARKER).read_text()
     assert "not real faces" in marker and "labelled synthetic" in marker and f"seed: {SEED}" in marker
     assert sorted(p.name for p in root.iterdir()) == sorted(
-        ["cohn-kanade-images", "Emotion", "Landmarks", S.MARKER])
+        ["cohn-kanade-images", "Emotion", "Landmarks", MARKER])
     for s in range(1, SUBJECTS + 1):
         sid = f"S{s:03d}"
         assert sorted(p.name for p in (root / "cohn-kanade-images" / sid).iterdir()) == [
@@ -65,10 +69,10 @@ def test_layout_is_ckplus(tree):
             text = emo[0].read_text()
             assert re.fullmatch(r"   [1-7]\.0000000e\+00\n", text), repr(text)
             codes.append(int(float(text)))
-            assert CLASSES[codes[-1]] == S.sequence_order(SEED, s)[q - 1]
+            assert CLASSES[codes[-1]] == sequence_order(SEED, s)[q - 1]
         assert sorted(codes) == list(range(1, 8))                  # one sequence per emotion
     # sequence numbers do not encode the emotion (seeded shuffle)
-    assert any(S.sequence_order(SEED, s) != list(S.EXPRESSIONS) for s in range(1, SUBJECTS + 1))
+    assert any(sequence_order(SEED, s) != list(EXPRESSIONS) for s in range(1, SUBJECTS + 1))
 
 
 def test_file_formats(tree):
@@ -90,8 +94,8 @@ def test_refuses_to_overwrite_a_real_dataset(tmp_path):
     real = tmp_path / "ckplus"
     (real / "cohn-kanade-images").mkdir(parents=True)
     with pytest.raises(FileExistsError):
-        S.write_synthetic_ckplus(real, subjects=1, frames=1)
-    assert not (real / S.MARKER).exists()
+        write_synthetic_ckplus(real, subjects=1, frames=1)
+    assert not (real / MARKER).exists()
 
 
 # --------------------------------------------------------------------------- determinism
@@ -103,22 +107,22 @@ def test_same_seed_is_byte_identical_and_rewrite_replaces(tree, tmp_path):
     root, _ = tree
     again = tmp_path / "again"
     again.mkdir()                                  # an empty folder is fine
-    S.write_synthetic_ckplus(again, subjects=SUBJECTS, frames=FRAMES, seed=SEED, workers=2)
+    write_synthetic_ckplus(again, subjects=SUBJECTS, frames=FRAMES, seed=SEED, workers=2)
     a, b = _all_files(root), _all_files(again)
     assert a.keys() == b.keys()
     assert all(a[k] == b[k] for k in a), [k for k in a if a[k] != b[k]][:5]
     # an earlier synthetic tree is replaced, not mixed with the new one
-    S.write_synthetic_ckplus(again, subjects=1, frames=1, seed=SEED)
+    write_synthetic_ckplus(again, subjects=1, frames=1, seed=SEED)
     assert not (again / "cohn-kanade-images" / "S002").exists()
     assert not list(tmp_path.glob(".again.*"))    # no staging folders left behind
 
 
 def test_different_seeds_give_different_identities():
-    a, b = S.make_identity(0, 1), S.make_identity(1, 1)
+    a, b = make_identity(0, 1), make_identity(1, 1)
     assert np.abs(a.shape - b.shape).max() > 0.01
     assert a.tex_seed != b.tex_seed
     # and the same (seed, subject) gives the same person whatever the dataset size
-    assert np.array_equal(S.make_identity(0, 1).shape, a.shape)
+    assert np.array_equal(make_identity(0, 1).shape, a.shape)
 
 
 # --------------------------------------------------------------------------- exact landmarks
@@ -147,7 +151,7 @@ def test_eyes_and_mouth_are_drawn_at_their_landmarks(tree, subject):
     for expression in ("surprise", "happy", "sadness"):
         img, lm = _peak(root, subject, expression)
         skin = _skin(img, lm)
-        for eye in (S.R_EYE, S.L_EYE):
+        for eye in (R_EYE, L_EYE):
             m = _inside(lm[eye], 0.3, img.shape)
             assert m.sum() >= 4
             px = img[m].astype(float)
@@ -168,7 +172,7 @@ def test_eyes_and_mouth_are_drawn_at_their_landmarks(tree, subject):
             assert c[1] / max(c[0], 1) < r_g_skin - 0.08, (expression, outer, c, skin)
     # surprise: the mouth is open, the inside of the inner-lip polygon is dark (or teeth)
     img, lm = _peak(root, subject, "surprise")
-    m = _inside(lm[S.INNER_LIPS], 0.2, img.shape)
+    m = _inside(lm[INNER_LIPS], 0.2, img.shape)
     assert m.sum() > 50
     grey, skin = img[m].astype(float).mean(1), _skin(img, lm).mean()
     dark, teeth = (grey < 0.6 * skin).mean(), (grey > 200).mean()
@@ -234,20 +238,20 @@ def test_expressions_differ(tree):
 
 
 def test_displacement_helpers():
-    shape = S.neutral_shape(np.random.default_rng(3))
+    shape = neutral_shape(np.random.default_rng(3))
     assert shape.shape == (68, 2)
-    assert not S.expression_displacements(shape, "neutral", 1.0).any()
-    for e in S.EXPRESSIONS:
-        full = S.expression_displacements(shape, e, 1.0)
+    assert not expression_displacements(shape, "neutral", 1.0).any()
+    for e in EXPRESSIONS:
+        full = expression_displacements(shape, e, 1.0)
         assert np.abs(full).max() > 0.01, e
-        assert np.allclose(S.expression_displacements(shape, e, 0.5), full / 2)
-        assert not S.expression_displacements(shape, e, 0.0).any()
+        assert np.allclose(expression_displacements(shape, e, 0.5), full / 2)
+        assert not expression_displacements(shape, e, 0.0).any()
     # contempt is one-sided
-    c = S.expression_displacements(shape, "contempt", 1.0, contempt_side=1)
+    c = expression_displacements(shape, "contempt", 1.0, contempt_side=1)
     assert c[54, 1] < -0.01 and abs(c[48, 1]) < 1e-9
-    assert S.ease(0) == 0 and S.ease(1) == 1 and 0 < S.ease(0.3) < S.ease(0.7) < 1
+    assert ease(0) == 0 and ease(1) == 1 and 0 < ease(0.3) < ease(0.7) < 1
     with pytest.raises(ValueError):
-        S.expression_displacements(shape, "joy", 1.0)
+        expression_displacements(shape, "joy", 1.0)
 
 
 def test_identities_differ(tree):
@@ -258,7 +262,7 @@ def test_identities_differ(tree):
         c = lm - lm.mean(0)
         return c / np.linalg.norm(lm[45] - lm[36])
     assert np.abs(norm(lm1) - norm(lm2)).mean() > 0.02
-    a, b = S.make_identity(SEED, 1), S.make_identity(SEED, 2)
+    a, b = make_identity(SEED, 1), make_identity(SEED, 2)
     assert (np.abs(a.skin - b.skin).max() > 0.03 or np.abs(a.hair_colour - b.hair_colour).max() > 0.05
             or a.hair_style != b.hair_style)
     assert np.abs(_skin(img1, lm1) - _skin(img2, lm2)).max() > 8 or a.hair_style != b.hair_style
@@ -292,7 +296,7 @@ def test_dlib_finds_the_faces(tree):
 
 # --------------------------------------------------------------------------- the mean shape
 def test_mean_shape_is_built_from_face_proportions():
-    m, p = S.MEAN_SHAPE, S.FaceProportions()
+    m, p = MEAN_SHAPE, FaceProportions()
     assert m.shape == (68, 2)
     np.testing.assert_allclose(m.min(0) + m.max(0), 0, atol=1e-12)        # centred on its box
     np.testing.assert_allclose(m[16, 0] - m[0, 0], p.face_width)
@@ -311,11 +315,11 @@ def test_mean_shape_is_built_from_face_proportions():
     assert (np.diff(m[0:9, 1]) > 0).all() and (np.diff(m[8:17, 1]) < 0).all()          # a U
     assert m[17:27, 1].max() < m[36:48, 1].min() and m[36:48, 1].max() < m[30, 1] < m[33, 1]
     assert m[31:36, 1].max() < m[48:68, 1].min() and m[48:68, 1].max() < chin
-    for eye in (S.R_EYE, S.L_EYE):
+    for eye in (R_EYE, L_EYE):
         e = m[eye]
         assert e[0, 0] < e[1, 0] < e[2, 0] < e[3, 0] and e[3, 0] > e[4, 0] > e[5, 0] > e[0, 0]
         assert (e[[1, 2], 1] < e[[0, 3], 1].min()).all() and (e[[4, 5], 1] > e[[0, 3], 1].max()).all()
     assert m[48, 0] < m[60, 0] < m[64, 0] < m[54, 0] and m[51, 1] < m[62, 1] < m[66, 1] < m[57, 1]
     # readable: a proportion changes the shape the way its name says
-    wide = S.mean_shape(S.FaceProportions(mouth_width=0.40))
+    wide = mean_shape(FaceProportions(mouth_width=0.40))
     np.testing.assert_allclose(wide[54, 0] - wide[48, 0], 0.40)

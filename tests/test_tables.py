@@ -3,7 +3,7 @@ import csv
 
 import pytest
 
-from lmexpr_nb.tables import write_table
+from lmexpr_nb.experiments.tables import write_table
 
 PROV = {"data": "synthetic (not real faces)", "profile": "smoke", "standins": ["FD-dlib in place of FID"],
         "recipe": "smoke (train.lr=0.001 (paper: 0.0002))"}

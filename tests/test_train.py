@@ -1,5 +1,5 @@
 """Training: pairs, the resumable stream, a tiny model learning, exact resume, checkpoints,
-the NaN guard, missing VGG weights, the CSV log (issue 3, Training / Tests)."""
+the NaN guard, missing VGG weights, the CSV log."""
 from __future__ import annotations
 
 import csv
@@ -10,12 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from lmexpr_nb import checkpoint as ckpt_io
-from lmexpr_nb import losses, train as train_mod
+from lmexpr_nb.common import checkpoint as ckpt_io
 from lmexpr_nb.config import load_profile
 from lmexpr_nb.data.pairs import PairDataset, PairStream
-
-
+from lmexpr_nb.model import losses
+from lmexpr_nb.model.trained import load_trained
+from lmexpr_nb.train import device, trainer
+from lmexpr_nb.train.cli import train_main
+from lmexpr_nb.train.core import NonFiniteLossError, TrainCore, lr_at
+from lmexpr_nb.train.device import amp_dtype
+from lmexpr_nb.train.trainer import train
 
 # --------------------------------------------------------------------------------------
 # An in-memory stand-in with the shape of data.cache.FaceCache
@@ -138,7 +142,7 @@ def test_stream_is_seeded_sharded_and_resumable():
 
 def test_lr_schedule_constant_then_linear_to_zero():
     t = tiny_cfg(steps=10).train
-    lrs = [train_mod.lr_at(s, t) for s in range(10)]
+    lrs = [lr_at(s, t) for s in range(10)]
     assert lrs[:5] == [t.lr] * 5 and lrs[5] == pytest.approx(t.lr) and lrs[9] == pytest.approx(t.lr / 5)
     assert all(a > b for a, b in zip(lrs[5:], lrs[6:]))
 
@@ -153,16 +157,16 @@ def test_amp_modes_pick_the_dtype_and_bf16_native_follows_the_hardware(monkeypat
             "bf16": (torch.bfloat16, torch.bfloat16), "fp32": (None, None)}
     for mode, (on_cpu, on_cuda) in want.items():
         cfg.train.amp = mode
-        assert (train_mod.amp_dtype(cfg, cpu), train_mod.amp_dtype(cfg, cuda)) == (on_cpu, on_cuda), mode
+        assert (amp_dtype(cfg, cpu), amp_dtype(cfg, cuda)) == (on_cpu, on_cuda), mode
     cfg.train.amp = "fp16"
     with pytest.raises(ValueError, match="bf16-native"):
-        train_mod.amp_dtype(cfg, cpu)
+        amp_dtype(cfg, cpu)
     # the precision is part of the recipe every output names; the paper profile's is "auto"
     assert "train.amp=bf16-native (paper: auto)" in load_profile("paper").updated(
         {"train": {"amp": "bf16-native"}}).recipe
     # a run records the dtype it really used
     cfg.train.amp = "bf16-native"
-    core = train_mod.TrainCore(cfg, cpu)
+    core = TrainCore(cfg, cpu)
     assert core.dtype_name == ("bfloat16 autocast" if native else "float32")
 
 
@@ -173,7 +177,7 @@ def test_tiny_model_learns_and_writes_its_outputs(tmp_path):
     cache = make_cache(frames_per_subject=(3, 3, 2), val_subjects=1)
     cfg = tiny_cfg(steps=30, checkpoint_every=30, sample_every=15, log_every=5, deterministic=False,
                    lr=1e-3, lr_decay_start=1.0)
-    s = train_mod.train(cfg, cache, tmp_path / "run", progress=False)
+    s = train(cfg, cache, tmp_path / "run", progress=False)
     rows = csv_rows(tmp_path / "run")
     assert [int(r["step"]) for r in rows] == [5, 10, 15, 20, 25, 30]
     pix = [float(r["g_pixel"]) for r in rows]
@@ -181,7 +185,7 @@ def test_tiny_model_learns_and_writes_its_outputs(tmp_path):
     assert s["status"] == "complete" and s["final_step"] == 30 and s["pairs"] == 12
     assert s["synthetic"] is True and s["dataset"] == "fake-test" and s["device"] == "cpu"
     # the smoke profile's amp is bf16-native: bf16 on this CPU only if it computes bf16 natively
-    native = train_mod.device.native_bf16(torch.device("cpu"))
+    native = device.native_bf16(torch.device("cpu"))
     assert s["dtype"] == ("bfloat16 autocast" if native else "float32") and s["images_per_second"] > 0
     assert "stand-in" in s["perceptual_weights"] and "stand-in" in s["perceptual"]
     assert any("stand-in" in x for x in s["standins"])
@@ -199,10 +203,10 @@ def test_tiny_model_learns_and_writes_its_outputs(tmp_path):
 def test_resume_is_bit_identical_and_the_log_has_no_duplicates(tmp_path, monkeypatch, workers):
     cache = make_cache()
     cfg = tiny_cfg(steps=6, checkpoint_every=2, log_every=1, sample_every=100, num_workers=workers)
-    train_mod.train(cfg, cache, tmp_path / "straight", progress=False)
+    train(cfg, cache, tmp_path / "straight", progress=False)
 
     # the same run, killed during step 5 (after step 4's checkpoint and log rows up to 4) ...
-    real_step = train_mod.TrainCore.step
+    real_step = TrainCore.step
     calls = {"n": 0}
 
     def dying_step(self, batch, step_index):
@@ -211,18 +215,18 @@ def test_resume_is_bit_identical_and_the_log_has_no_duplicates(tmp_path, monkeyp
             raise KeyboardInterrupt("simulated crash")
         return real_step(self, batch, step_index)
 
-    monkeypatch.setattr(train_mod.TrainCore, "step", dying_step)
+    monkeypatch.setattr(TrainCore, "step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        train_mod.train(cfg, cache, tmp_path / "crashed", progress=False)
-    monkeypatch.setattr(train_mod.TrainCore, "step", real_step)
+        train(cfg, cache, tmp_path / "crashed", progress=False)
+    monkeypatch.setattr(TrainCore, "step", real_step)
     assert ckpt_io.load_checkpoint(tmp_path / "crashed/checkpoints/last.pt")["step"] == 4
     # ... also killed once more right after a checkpoint, with a stale extra log row
     with open(tmp_path / "crashed/losses.csv", "a") as f:
         f.write("5,1,1,1,1,1,1,1,1,0.0002,9\n")
     # without --resume an existing run is not overwritten
     with pytest.raises(FileExistsError):
-        train_mod.train(cfg, cache, tmp_path / "crashed", progress=False)
-    s = train_mod.train(cfg, cache, tmp_path / "crashed", resume=True, progress=False)
+        train(cfg, cache, tmp_path / "crashed", progress=False)
+    s = train(cfg, cache, tmp_path / "crashed", resume=True, progress=False)
     assert s["start_step"] == 4 and s["final_step"] == 6
 
     a, b = weights_of(tmp_path / "straight/checkpoints/last.pt"), weights_of(tmp_path / "crashed/checkpoints/last.pt")
@@ -241,7 +245,7 @@ def test_resume_is_bit_identical_and_the_log_has_no_duplicates(tmp_path, monkeyp
     assert [{k: v for k, v in r.items() if k not in drop} for r in ra] == \
            [{k: v for k, v in r.items() if k not in drop} for r in rb]
     # resuming a finished run does nothing and says so
-    again = train_mod.train(cfg, cache, tmp_path / "crashed", resume=True, progress=False)
+    again = train(cfg, cache, tmp_path / "crashed", resume=True, progress=False)
     assert again["steps_this_run"] == 0 and again["reused"] and len(csv_rows(tmp_path / "crashed")) == 6
     assert again["images_per_second"] == s["images_per_second"]             # the finished run's summary
 
@@ -249,7 +253,7 @@ def test_resume_is_bit_identical_and_the_log_has_no_duplicates(tmp_path, monkeyp
 def test_checkpoint_loads_with_weights_only_and_gives_a_generator(tmp_path):
     cache = make_cache()
     cfg = tiny_cfg(steps=2, checkpoint_every=2)
-    train_mod.train(cfg, cache, tmp_path / "run", progress=False)
+    train(cfg, cache, tmp_path / "run", progress=False)
     path = tmp_path / "run/checkpoints/last.pt"
     raw = torch.load(path, map_location="cpu", weights_only=True)             # no arbitrary pickles
     assert raw["format"] == ckpt_io.FORMAT and raw["step"] == 2
@@ -258,12 +262,13 @@ def test_checkpoint_loads_with_weights_only_and_gives_a_generator(tmp_path):
     assert isinstance(raw["config"], dict) and raw["config"]["model"]["ngf"] == 8
     assert raw["provenance"]["perceptual_standin"] is True and raw["provenance"]["synthetic"] is True
     assert isinstance(raw["rng"][0]["torch"], torch.Tensor) and raw["sampler"]["position"] == 8
-    g, cfg2 = ckpt_io.load_generator(path, "cpu")
+    model = load_trained(path, "cpu")
+    g, cfg2 = model.generator, model.config
     assert not g.training and cfg2.model == cfg.model
     sd = raw["models"]["generator"]
     assert all(torch.equal(v, sd[k]) for k, v in g.state_dict().items())
     batch = PairDataset(cache, "val").batch([0, 1])
-    from lmexpr_nb.heatmaps import landmark_heatmaps
+    from lmexpr_nb.landmarks.heatmaps import landmark_heatmaps
     hm = lambda lm: landmark_heatmaps(lm, 32, cfg.model.heatmap_sigma)    # noqa: E731
     with torch.no_grad():
         out = g(batch["source"], hm(batch["source_landmarks"]), hm(batch["target_landmarks"]), batch["target_label"])
@@ -289,8 +294,8 @@ def test_nan_guard_stops_names_the_step_and_keeps_the_last_good_checkpoint(tmp_p
 
     monkeypatch.setattr(losses, "pixel_loss", poisoned)
     out = tmp_path / "run"
-    with pytest.raises(train_mod.NonFiniteLossError, match=r"step 3: g_pixel") as e:
-        train_mod.train(cfg, cache, out, progress=False)
+    with pytest.raises(NonFiniteLossError, match=r"step 3: g_pixel") as e:
+        train(cfg, cache, out, progress=False)
     assert "\n" not in str(e.value) and "last good checkpoint kept" in str(e.value)
     c = ckpt_io.load_checkpoint(out / "checkpoints/last.pt")
     assert c["step"] == 2                                                    # not overwritten at step 4
@@ -304,21 +309,21 @@ def test_missing_vgg_weights_give_the_message_and_the_standin_only_when_asked(tm
     monkeypatch.setenv("LMEXPR_WEIGHTS", str(tmp_path / "weights"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("LMEXPR_NO_DOWNLOAD", "1")
-    from lmexpr_nb.weights import MissingWeightsError
+    from lmexpr_nb.common.weights import MissingWeightsError
     cache = make_cache()
     cfg = tiny_cfg(steps=1).updated({"loss": {"vgg_standin": False}})
     with pytest.raises(MissingWeightsError, match="vgg19-dcbe5e31.pth"):
-        train_mod.train(cfg, cache, tmp_path / "run", progress=False)
+        train(cfg, cache, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "checkpoints").exists()
     # the CLI: one line, exit code 2, no traceback (paper profile, which has no stand-in)
     (tmp_path / "cache").mkdir()
-    monkeypatch.setattr(train_mod.trainer, "_open_cache", lambda d: (cache, Path(d)))
-    rc = train_mod.train_main(["--config", str(_yaml(tmp_path, vgg_standin=False)), "--data", str(tmp_path / "cache"),
+    monkeypatch.setattr(trainer, "_open_cache", lambda d: (cache, Path(d)))
+    rc = train_main(["--config", str(_yaml(tmp_path, vgg_standin=False)), "--data", str(tmp_path / "cache"),
                                "--out", str(tmp_path / "cli"), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "vgg19-dcbe5e31.pth" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     # asked for: the stand-in, and the summary says so
-    rc = train_mod.train_main(["--config", str(_yaml(tmp_path, vgg_standin=True)), "--data", str(tmp_path / "cache"),
+    rc = train_main(["--config", str(_yaml(tmp_path, vgg_standin=True)), "--data", str(tmp_path / "cache"),
                                "--out", str(tmp_path / "cli2"), "--steps", "1", "--no-progress"])
     out = capsys.readouterr().out
     import json
@@ -340,10 +345,10 @@ def _yaml(tmp_path, vgg_standin):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    rc = train_mod.train_main(["--profile", "smoke", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    rc = train_main(["--profile", "smoke", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "no preprocessed cache" in err and len(err.strip().splitlines()) == 1
-    rc = train_mod.train_main(["--profile", "nosuch", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    rc = train_main(["--profile", "nosuch", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
     assert rc == 2 and "no profile" in capsys.readouterr().err
 
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from lmexpr_nb import weights
+from lmexpr_nb.common import weights
 
 
 @pytest.fixture

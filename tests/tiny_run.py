@@ -1,6 +1,6 @@
 """A tiny trained explorer run in seconds, for tests that need a real checkpoint + cache.
 
-`tiny_run(folder)` renders a few synthetic subjects (lmexpr_nb.data.synthetic, small frames,
+`tiny_run(folder)` renders a few synthetic subjects (lmexpr_nb.data.synthetic.render, small frames,
 exact landmarks: no dlib), crops them as preprocessing does (landmarks.crop_box /
 crop_and_resize at 32 px), saves the cache, and trains a 1-block, 4-channel generator for
 8 steps with the smoke profile's stand-ins. The model is useless as a face editor; it is a
@@ -28,15 +28,15 @@ SIZE = 32
 SUBJECTS = 4          # 3 train + 1 val: the val face has three donors
 FRAME = (320, 245)    # rendered frame size: a quarter of CK+'s, ~4x faster to draw
 TRAIN = {"steps": 8, "batch_size": 4, "lr": 0.02, "checkpoint_every": 8, "sample_every": 8, "log_every": 2}
-SOURCES = ("nets.py", "train/core.py", "train/trainer.py", "losses.py", "config.py", "checkpoint.py",
-           "data/synthetic.py", "data/cache.py", "profiles/smoke.yaml")
+SOURCES = ("model/nets.py", "train/core.py", "train/trainer.py", "train/log.py", "model/losses.py", "config.py",
+           "common/checkpoint.py", "data/synthetic/*.py", "data/cache.py", "profiles/smoke.yaml")
 
 
 def tiny_cache(folder: Path):
     from lmexpr_nb.data.cache import FaceCache, save_cache
     from lmexpr_nb.data.records import CLASSES
-    from lmexpr_nb.data.synthetic import render_sequence, sequence_order
-    from lmexpr_nb.landmarks import crop_and_resize, crop_box
+    from lmexpr_nb.data.synthetic.render import render_sequence, sequence_order
+    from lmexpr_nb.landmarks.detect import crop_and_resize, crop_box
     imgs, lms, labels, subj, seqs, frames, split = [], [], [], [], [], [], []
     for s in range(1, SUBJECTS + 1):
         order = sequence_order(0, s)
@@ -60,7 +60,7 @@ def tiny_cache(folder: Path):
 def tiny_run(folder) -> dict:
     """{'cache_dir', 'train_dir', 'checkpoint'} of a freshly trained tiny model under `folder`."""
     from lmexpr_nb.config import load_profile
-    from lmexpr_nb.train import train
+    from lmexpr_nb.train.trainer import train
     folder = Path(folder)
     tiny_cache(folder / "cache")
     cfg = load_profile("smoke", {
@@ -79,8 +79,9 @@ def tiny_model(root) -> dict:
     import lmexpr_nb
     pkg = Path(lmexpr_nb.__file__).parent
     h = hashlib.sha1(repr((SIZE, SUBJECTS, FRAME, TRAIN)).encode())
-    for name in SOURCES:
-        h.update((pkg / name).read_bytes())
+    for pattern in SOURCES:
+        for path in sorted(pkg.glob(pattern)):
+            h.update(path.read_bytes())
     folder = Path(root) / f"tiny-{h.hexdigest()[:12]}"
     done = folder / "COMPLETE"
     if done.is_file():

@@ -21,7 +21,7 @@ are reported as unmeasured. On CUDA, in the same run:
   (d) bf16_cl_compile:       (b) through torch.compile(mode="max-autotune") (Inductor's own
                              CUDA graphs included); warm-up includes compiling.
 Every optimised path is checked against (a): max |difference| of the output images.
-Goal (issue 5): batch-1 latency <= 3 ms (>= 300 frames/s) on one H100.
+Goal: batch-1 latency <= 3 ms (>= 300 frames/s) on one H100.
 """
 from __future__ import annotations
 
@@ -35,9 +35,13 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..config import ModelConfig, load_profile
-from ..io import write_json
+from lmexpr_nb.common.files import write_json
+from lmexpr_nb.config import ModelConfig, load_profile
+from lmexpr_nb.landmarks.heatmaps import landmark_heatmaps
+from lmexpr_nb.model.describe import count_flops, count_params
+from lmexpr_nb.model.nets import build_generator
 
 GOAL_MS = 3.0
 
@@ -49,7 +53,6 @@ def _sync(device: torch.device) -> None:
 
 def example_batch(cfg: ModelConfig, batch: int, device, seed: int = 0) -> tuple:
     """(image, source heatmaps, target heatmaps, label) with random content, on `device`."""
-    from ..heatmaps import landmark_heatmaps
     g = torch.Generator().manual_seed(seed)
     s, k = cfg.image_size, cfg.num_landmarks
     img = torch.rand(batch, 3, s, s, generator=g) * 2 - 1
@@ -65,7 +68,6 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of `model` (eval mode) with every BatchNorm that directly follows a conv (or a
     transposed conv) inside an nn.Sequential folded into that conv's weights and bias (the
     BatchNorm becomes nn.Identity). Same outputs in eval mode, fewer kernels."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
     m = copy.deepcopy(model).eval()
     for seq in m.modules():
         if not isinstance(seq, nn.Sequential):
@@ -146,7 +148,7 @@ def make_runner(G: nn.Module, inputs: tuple, mode: str):
     return replay
 
 
-def time_path(name: str, G: nn.Module, cfg: ModelConfig, device, *, dtype, channels_last: bool, mode: str,
+def time_infer_path(name: str, G: nn.Module, cfg: ModelConfig, device, *, dtype, channels_last: bool, mode: str,
               runs: int, warmup: int, batch: int, iters: int, reference: dict | None) -> dict:
     r = {"path": name, "dtype": str(dtype).replace("torch.", ""), "channels_last": channels_last, "mode": mode}
     for b, key in ((1, "latency_batch1"), (batch, "throughput")):
@@ -168,7 +170,6 @@ def _reference_outputs(G, cfg, device, batch) -> dict:
 
 
 def _heatmaps_ms(cfg: ModelConfig, device, runs: int = 20) -> float:
-    from ..heatmaps import landmark_heatmaps
     lm = (torch.rand(1, cfg.num_landmarks, 2) * cfg.image_size).to(device)
     fn = lambda: (landmark_heatmaps(lm, cfg.image_size, cfg.heatmap_sigma),  # noqa: E731
                   landmark_heatmaps(lm, cfg.image_size, cfg.heatmap_sigma))
@@ -181,7 +182,6 @@ def bench_infer(out_json: str | Path | None = "outputs/bench/infer.json", device
                 compile_mode: str = "max-autotune", cuda_graphs: bool = True, smoke: bool = True,
                 verbose: bool = True) -> dict:
     """Measure generator latency and throughput (see the module doc); write `out_json`."""
-    from ..nets import build_generator, count_params, count_flops
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     say = print if verbose else (lambda *a, **k: None)
@@ -211,7 +211,7 @@ def bench_infer(out_json: str | Path | None = "outputs/bench/infer.json", device
         ref = _reference_outputs(G, cfg, dev, batch)
         kw = dict(runs=runs, warmup=warmup, batch=batch, iters=iters)
         say(f"bench infer: {res['device_name']}, {_cfg_text(cfg)}, {runs} runs after {warmup} warm-up ...", flush=True)
-        res["paths"]["fp32_eager"] = time_path("fp32_eager", G, cfg, dev, dtype=torch.float32, channels_last=False,
+        res["paths"]["fp32_eager"] = time_infer_path("fp32_eager", G, cfg, dev, dtype=torch.float32, channels_last=False,
                                                mode="eager", reference=None, **kw)
         _line(say, res["paths"]["fp32_eager"])
         Gb = fold_batchnorm(G).to(dtype=torch.bfloat16, memory_format=torch.channels_last)
@@ -224,7 +224,7 @@ def bench_infer(out_json: str | Path | None = "outputs/bench/infer.json", device
             try:
                 if mode == "compile":
                     model = torch.compile(Gb, mode=compile_mode, dynamic=False)
-                r = time_path(name, model, cfg, dev, dtype=torch.bfloat16, channels_last=True, mode=mode,
+                r = time_infer_path(name, model, cfg, dev, dtype=torch.bfloat16, channels_last=True, mode=mode,
                               reference=ref, **{**kw, "warmup": max(warmup, 5)})
                 if mode == "compile":
                     r["compile_mode"] = compile_mode
@@ -244,11 +244,11 @@ def bench_infer(out_json: str | Path | None = "outputs/bench/infer.json", device
         kw = dict(runs=runs, warmup=warmup, batch=batch, iters=iters)
         say(f"bench infer: CPU ({torch.get_num_threads()} threads), {_cfg_text(cfg)}, fp32, {runs} runs after "
             f"{warmup} warm-up ...", flush=True)
-        res["paths"]["fp32_eager"] = time_path("fp32_eager", G, cfg, dev, dtype=torch.float32, channels_last=False,
+        res["paths"]["fp32_eager"] = time_infer_path("fp32_eager", G, cfg, dev, dtype=torch.float32, channels_last=False,
                                                mode="eager", reference=None, **kw)
         _line(say, res["paths"]["fp32_eager"])
         ref = _reference_outputs(G, cfg, dev, batch)
-        res["paths"]["fp32_eager_bn_folded"] = time_path("fp32_eager_bn_folded", fold_batchnorm(G), cfg, dev,
+        res["paths"]["fp32_eager_bn_folded"] = time_infer_path("fp32_eager_bn_folded", fold_batchnorm(G), cfg, dev,
                                                          dtype=torch.float32, channels_last=False, mode="eager",
                                                          reference=ref, **kw)
         _line(say, res["paths"]["fp32_eager_bn_folded"])
@@ -261,7 +261,7 @@ def bench_infer(out_json: str | Path | None = "outputs/bench/infer.json", device
             scfg = load_profile("smoke").model
             torch.manual_seed(0)
             Gs = build_generator(scfg).eval()
-            r = time_path("smoke_fp32_eager", Gs, scfg, dev, dtype=torch.float32, channels_last=False, mode="eager",
+            r = time_infer_path("smoke_fp32_eager", Gs, scfg, dev, dtype=torch.float32, channels_last=False, mode="eager",
                           reference=None, runs=max(runs, 20), warmup=2, batch=8, iters=5)
             r["config"] = {k: getattr(scfg, k) for k in ("image_size", "ngf", "n_blocks")}
             res["smoke_fp32_eager"] = r

@@ -32,11 +32,27 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import yaml
+from PIL import Image
 
-from ..config import load_profile
-from ..io import write_json
+from lmexpr_nb.common.files import write_json
+from lmexpr_nb.config import DataConfig, load_profile, read_profile
+from lmexpr_nb.data.cache import load_cache
+from lmexpr_nb.data.frames import neutral_frame, subjects_in
+from lmexpr_nb.data.pairs import PairStream, evaluation_pairs
+from lmexpr_nb.data.synthetic.write import write_synthetic_ckplus
+from lmexpr_nb.experiments.evalset import methods
+from lmexpr_nb.landmarks.preprocess import preprocess_dataset
+from lmexpr_nb.metrics.landmark_error import landmark_error, nme_detector
+from lmexpr_nb.metrics.psnr_ssim import psnr_batch, ssim_batch
+from lmexpr_nb.metrics.recognisers import DlibRecogniser
+from lmexpr_nb.model.generate import synthesize
+from lmexpr_nb.train.core import TERMS, TrainCore, seed_all, training_pairs
+from lmexpr_nb.train.device import resolve_device
 
 DEFAULT_OUT = Path("outputs/bench/learn")
 METRICS = ("psnr", "ssim", "nme", "face_found", "identity", "rank1")
@@ -46,7 +62,6 @@ PROBE_STEPS = 4       # budget mode: steps run to plan the schedule's length (th
 def parse_sets(items) -> dict:
     """["train.lr=1e-3", "model.dropout=0"] -> {"train": {"lr": 0.001}, "model": {"dropout": 0.0}}
     (values parsed as YAML scalars)."""
-    import yaml
     out: dict = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -66,13 +81,9 @@ def parse_sets(items) -> dict:
 def ensure_cache(folder: Path, subjects: int, frames: int, seed: int, image_size: int, val_fraction: float,
                  log=print):
     """The recipe-selection dataset: synthetic, its own seed, preprocessed once into folder."""
-    from ..data.cache import load_cache
-    from ..config import DataConfig
-    from ..preprocess import preprocess_dataset
     root = folder / f"synthetic-{subjects}x{frames}-seed{seed}"
     cache_dir = folder / f"cache-{subjects}x{frames}-seed{seed}-{image_size}px"
     if not (root / "SYNTHETIC.md").is_file():
-        from ..data.synthetic import write_synthetic_ckplus
         log(f"bench learn: generating synthetic seed {seed} ({subjects} subjects) into {root}")
         write_synthetic_ckplus(root, subjects=subjects, frames=frames, seed=seed, workers=2)
     if not (cache_dir / "cache.npz").is_file():
@@ -85,18 +96,14 @@ class Evaluator:
     """Quality of generated faces on fixed neutral -> expression pairs of the validation subjects."""
 
     def __init__(self, cache, max_pairs: int = 120, seed: int = 0, split: str = "val"):
-        from ..evaluate import neutral_frame, split_subjects
-        from ..generate import evaluation_pairs
-        from ..metrics.landmark_error import default_detector
-        from ..metrics.recognisers import DlibRecogniser
 
         self.cache = cache
         src, tgt = evaluation_pairs(cache, split, 0, seed, protocol="neutral-to-expression")
         self.n_all = len(src)
         self.src, self.tgt = evaluation_pairs(cache, split, max_pairs, seed, protocol="neutral-to-expression")
-        self.detector = default_detector(int(cache.images.shape[1]))
+        self.detector = nme_detector(int(cache.images.shape[1]))
         self.recogniser = DlibRecogniser()
-        subjects = split_subjects(cache, split)
+        subjects = subjects_in(cache, split)
         gallery = np.array([neutral_frame(cache, s, split) for s in subjects])
         self.gallery_subjects = np.array(subjects)
         self.gallery = self._unit(self.recogniser.embed(cache.images[gallery]))
@@ -116,8 +123,6 @@ class Evaluator:
         return c.images[self.src], c.landmarks[self.src], c.landmarks[self.tgt], np.asarray(c.labels)[self.tgt]
 
     def score(self, images) -> dict:
-        from ..metrics.landmark_error import landmark_error
-        from ..metrics.psnr_ssim import psnr_batch, ssim_batch
         real = self.cache.images[self.tgt]
         lm = landmark_error(images, self.cache.landmarks[self.tgt], self.detector)
         emb = self._unit(self.recogniser.embed(images))
@@ -129,7 +134,6 @@ class Evaluator:
                 "rank1": float(np.mean(sims.argmax(1) == self.own))}
 
     def baselines(self) -> dict:
-        from ..evaluate import methods
         out = {}
         args = self.inputs()
         for name, m in methods().items():
@@ -137,13 +141,11 @@ class Evaluator:
         return out
 
     def generator(self, G) -> dict:
-        from ..generate import synthesize
         self.last_images = synthesize(G, *self.inputs(), G.cfg)
         return self.score(self.last_images)
 
     def sample_grid(self, path: Path, n: int = 8) -> Path:
         """source | target | generated (last evaluation) for n evenly spread pairs, 2x enlarged."""
-        from PIL import Image
         pick = np.linspace(0, self.n - 1, min(n, self.n)).round().astype(int)
         c = self.cache
         rows = [np.concatenate([c.images[self.src[i]], c.images[self.tgt[i]], self.last_images[i]], axis=1)
@@ -162,8 +164,6 @@ def learn(cfg, cache, budget: float, points: int, evaluator: Evaluator, steps: i
     split "train"), the last point is also scored on the TRAINING subjects' neutral -> expression
     pairs (record key "train_subjects"): blurred faces there too mean the recipe underfits, sharp
     ones there and blurred ones on validation mean it does not generalise to new identities."""
-    from ..data.pairs import PairStream
-    from ..train import TrainCore, resolve_device, seed_all, training_pairs
 
     device = resolve_device(cfg.train.device)
     dataset = training_pairs(cache, cfg)
@@ -215,7 +215,6 @@ def learn(cfg, cache, budget: float, points: int, evaluator: Evaluator, steps: i
         log("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         if steps is None and train_s >= budget:
             break
-    from ..train import TERMS
     fit = {}
     if train_evaluator is not None:
         fit = {"train_subjects": train_evaluator.generator(core.generator)}
@@ -227,9 +226,7 @@ def learn(cfg, cache, budget: float, points: int, evaluator: Evaluator, steps: i
 
 
 def plot(records: list[dict], baselines: dict, path: Path, title: str) -> Path:
-    import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     keys = ("nme", "ssim", "face_found", "identity")
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4))
     for ax, k in zip(axes, keys):
@@ -301,7 +298,6 @@ def bench_main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     prog = "lmexpr bench learn"
     try:
-        from ..config import read_profile
         overrides = parse_sets(a.set)
         cfg = load_profile(a.profile, overrides)
         if a.budget <= 0 or a.points < 1 or a.pairs < 1:

@@ -15,8 +15,12 @@ import platform
 import time
 from pathlib import Path
 
-from ..config import DataConfig
-from ..io import write_json
+from lmexpr_nb.common.files import write_json
+from lmexpr_nb.config import DataConfig
+from lmexpr_nb.data.readers import read_dataset
+from lmexpr_nb.data.synthetic.write import write_synthetic_ckplus
+from lmexpr_nb.landmarks.detect import LandmarkDetector, read_image, track_sequence
+from lmexpr_nb.landmarks.preprocess import preprocess_dataset
 
 
 def _timed(fn):
@@ -27,10 +31,6 @@ def _timed(fn):
 
 def bench_preprocess(out_json: str | Path = "outputs/bench/preprocess.json", subjects: int = 6, frames: int = 10,
                      workers: int = 2, data: str | Path | None = None) -> dict:
-    from ..data.readers import read_dataset
-    from ..data.synthetic import write_synthetic_ckplus
-    from ..landmarks import LandmarkDetector, read_image, track_sequence
-    from ..preprocess import preprocess_dataset
 
     root = Path(data) if data else Path("data") / f"bench-synthetic-{subjects}x{frames}"
     if not (root / "SYNTHETIC.md").is_file() and not data:

@@ -27,9 +27,13 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from ..config import Config, load_profile
-from ..io import write_json
+from lmexpr_nb.common.files import write_json
+from lmexpr_nb.config import Config, load_profile
+from lmexpr_nb.model.describe import count_params
+from lmexpr_nb.model.nets import build_discriminators, build_generator
+from lmexpr_nb.train.core import TrainCore
 
 PEAK_BF16_DENSE = {"H100": 989.4e12, "H200": 989.4e12, "GH200": 989.4e12, "A100": 312e12, "L40S": 362e12,
                    "A10": 125e12, "L4": 121e12}
@@ -64,8 +68,6 @@ def _sync(device: torch.device) -> None:
 
 def count_step_flops(cfg: Config, batch: int, device: torch.device) -> int:
     """FLOPs of one eager fp32 training step (forward + backward, G and both Ds, perceptual) at `batch`."""
-    from torch.utils.flop_counter import FlopCounterMode
-    from ..train import TrainCore
     core = TrainCore(cfg, device, amp=None, channels_last=False, compile=False)
     b = random_batches(cfg, batch, 1)[0]
     counter = FlopCounterMode(display=False)
@@ -75,10 +77,9 @@ def count_step_flops(cfg: Config, batch: int, device: torch.device) -> int:
     return int(counter.get_total_flops())
 
 
-def time_path(cfg: Config, batch: int, device: torch.device, *, amp, channels_last: bool, compile: bool,
+def time_train_path(cfg: Config, batch: int, device: torch.device, *, amp, channels_last: bool, compile: bool,
               warmup: int, steps: int) -> dict:
     """Build a TrainCore for this path and time `steps` training steps after `warmup` ones."""
-    from ..train import TrainCore
     core = TrainCore(cfg, device, amp=amp, channels_last=channels_last, compile=compile)
     batches = random_batches(cfg, batch, 2)
     if device.type == "cuda":
@@ -122,7 +123,6 @@ def bench_train(out_json: str | Path | None = "outputs/bench/train.json", profil
                        ("cpu" if device == "auto" else device))
     say = print if verbose else (lambda *a, **k: None)
     cfg = load_profile(profile, {"loss": {"vgg_standin": True}, "train": {"device": dev.type}})
-    from ..nets import build_discriminators, build_generator, count_params
     g = build_generator(cfg.model)
     di, dg = build_discriminators(cfg.model)
     res: dict = {
@@ -148,20 +148,20 @@ def bench_train(out_json: str | Path | None = "outputs/bench/train.json", profil
         res["flops_per_image"] = flops / b
         n, w = steps or 20, warmup if warmup is not None else 3
         say("  (a) fp32 eager ...", flush=True)
-        res["fp32_eager"] = _with_flops(time_path(cfg, b, dev, amp=None, channels_last=False, compile=False,
+        res["fp32_eager"] = _with_flops(time_train_path(cfg, b, dev, amp=None, channels_last=False, compile=False,
                                                   warmup=w, steps=n), flops / b, peak)
         say(f"      {res['fp32_eager']['images_per_second']:.1f} img/s", flush=True)
         say(f"  (b) bf16 autocast + channels_last{' + torch.compile' if compile else ''} "
             f"(warm-up includes compiling) ...", flush=True)
         try:
-            opt = time_path(cfg, b, dev, amp=torch.bfloat16, channels_last=True, compile=compile,
+            opt = time_train_path(cfg, b, dev, amp=torch.bfloat16, channels_last=True, compile=compile,
                             warmup=max(w, 5 if compile else w), steps=n)
         except Exception as e:  # a compile failure must not lose the other numbers
             res["optimised_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            opt = time_path(cfg, b, dev, amp=torch.bfloat16, channels_last=True, compile=False, warmup=w, steps=n)
+            opt = time_train_path(cfg, b, dev, amp=torch.bfloat16, channels_last=True, compile=False, warmup=w, steps=n)
         res["optimised"] = _with_flops(opt, flops / b, peak)
         res["speedup_vs_fp32_eager"] = round(opt["images_per_second"] / res["fp32_eager"]["images_per_second"], 3)
-        res["goal"] = ">= 40% of bf16 dense peak and >= 3x the fp32 eager loop (issue 3, one H100)"
+        res["goal"] = ">= 40% of bf16 dense peak and >= 3x the fp32 eager loop (one H100)"
         res["gpu_measured"] = True
     else:
         b = batch or 2
@@ -174,14 +174,14 @@ def bench_train(out_json: str | Path | None = "outputs/bench/train.json", profil
         flops = count_step_flops(cfg, b, dev)
         res["flops_per_image"] = flops / b
         say(f"  {flops / b / 1e9:.1f} GFLOP per training image; timing {n} steps ...", flush=True)
-        res["fp32_eager"] = _with_flops(time_path(cfg, b, dev, amp=None, channels_last=False, compile=False,
+        res["fp32_eager"] = _with_flops(time_train_path(cfg, b, dev, amp=None, channels_last=False, compile=False,
                                                   warmup=w, steps=n), flops / b, None)
         res["optimised"] = None
         if smoke:
             scfg = load_profile("smoke", {"train": {"device": "cpu"}})
             sb = scfg.train.batch_size
             sflops = count_step_flops(scfg, sb, dev)
-            r = time_path(scfg, sb, dev, amp=None, channels_last=False, compile=False, warmup=1, steps=max(n, 3))
+            r = time_train_path(scfg, sb, dev, amp=None, channels_last=False, compile=False, warmup=1, steps=max(n, 3))
             res["smoke_fp32_eager"] = {"profile": "smoke", "image_size": scfg.model.image_size,
                                        "n_blocks": scfg.model.n_blocks, "ngf": scfg.model.ngf,
                                        "flops_per_image": sflops / sb, **_with_flops(r, sflops / sb, None)}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path
+from lmexpr_nb.common.files import atomic_path
 
 ARRAYS = ("images", "landmarks", "labels", "subjects", "sequences", "frames", "paths", "split", "method")
 

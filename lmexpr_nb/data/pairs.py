@@ -82,6 +82,21 @@ def subsample(pairs: np.ndarray, max_pairs: int | None, seed: int) -> np.ndarray
     return pairs
 
 
+def evaluation_pairs(cache, split: str = "val", max_pairs: int = 0, seed: int = 0,
+                     protocol: str = "all-ordered-pairs") -> tuple[np.ndarray, np.ndarray]:
+    """Same-identity (source, target) index pairs for evaluation (paper Sec. IV-C, Fig. 9), by
+    `protocol` (protocol_pairs): "neutral-to-expression" (a neutral source, a peak
+    target of an expression of the same subject) or "all-ordered-pairs" (every ordered pair of
+    distinct frames of one subject [PATN's test list]); seeded subsample to `max_pairs` when > 0.
+    Indices refer to `cache` (not to the split subset)."""
+    rows = np.flatnonzero(np.asarray(cache.split) == split)
+    if rows.size == 0:
+        raise ValueError(f"no {split} frames in the cache")
+    local = protocol_pairs(np.asarray(cache.subjects)[rows], np.asarray(cache.labels)[rows], protocol)
+    pairs = rows[subsample(local, max_pairs, seed)]
+    return pairs[:, 0], pairs[:, 1]
+
+
 def _subset(cache, split: str | None):
     if split is None or split == "all":
         return cache

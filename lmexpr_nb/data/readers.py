@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DataConfig
-from .records import CLASSES, Record, class_index
+from lmexpr_nb.config import DataConfig
+from lmexpr_nb.data.records import CLASSES, Record, class_index
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
 SYNTHETIC_MARKER = "SYNTHETIC.md"
@@ -107,7 +107,6 @@ def _expression_folders(base: Path, out: ReadResult):
                 yield subj, expr, class_index(expr.name)
             except ValueError:
                 out.skipped.append({"path": str(expr), "reason": f"unknown expression folder {expr.name!r}"})
-
 
 
 def read_oulu(root, cfg: DataConfig | None = None) -> ReadResult:

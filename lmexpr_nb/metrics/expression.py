@@ -3,8 +3,8 @@
 Used twice: (1) expression accuracy of generated faces (the target label is the expected
 class), and (2) notebook 08 / paper Table 4 (accuracy when the training set is enlarged
 with generated faces; the paper does not describe its classifier, so this one is ours). For
-Table 4 the classes are the dataset's own expressions on peak frames (augmentation.py maps
-them to 0..C-1 and passes num_classes=C); per-class accuracy and the confusion matrix below.
+Table 4 the classes are the dataset's own expressions on peak frames (experiments/table4.py
+maps them to 0..C-1 and passes num_classes=C); per-class accuracy and the confusion matrix below.
 
 Inputs: uint8 (N, H, W, 3) RGB, or float in [-1, 1] (NCHW or NHWC), any square size; they
 are resized to `input_size` (64 by default): area-averaged when larger (128 -> 64 averages
@@ -27,7 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data.records import NUM_CLASSES
+from lmexpr_nb.data.records import NUM_CLASSES
+from lmexpr_nb.metrics.result import MetricResult, require
 
 
 def to_model_input(images, size: int = 64) -> torch.Tensor:
@@ -176,11 +177,15 @@ def per_class_accuracy(confusion) -> np.ndarray:
         return np.where(n > 0, np.diag(m) / np.where(n > 0, n, 1), np.nan)
 
 
-def expression_accuracy_metric(*, fake=None, fake_labels=None, classifier=None, **_):
-    """Registry entry: accuracy of the classifier on generated images against their target labels."""
-    from . import MetricResult, require
+def expression_accuracy_metric(*, fake=None, fake_labels=None, classifier=None, **_) -> list[MetricResult]:
+    """Registry entry: accuracy of the classifier on images against their labels (the generated faces'
+    target labels, or Table 4's real test frames), with the confusion matrix (rows = true class) and
+    each class's accuracy in `extra`."""
     require(dict(fake=fake, fake_labels=fake_labels, classifier=classifier),
             "fake", "fake_labels", "classifier", metric="expression_accuracy")
-    acc = accuracy(classifier, fake, fake_labels)
+    conf = confusion_matrix(classifier, fake, fake_labels)
+    n = int(conf.sum())
+    acc = float(np.trace(conf) / n) if n else float("nan")
     return [MetricResult("Expression accuracy", acc, len(fake_labels), None, "fraction",
-                         "kit's small CNN trained on the real training split (lmexpr_nb.metrics.expression)")]
+                         "kit's small CNN trained on the real training split (lmexpr_nb.metrics.expression)",
+                         {"confusion": conf, "per_class_accuracy": per_class_accuracy(conf)})]

@@ -32,8 +32,11 @@ import math
 import warnings
 
 import numpy as np
+from scipy import linalg
 
-from . import MetricResult, eval_config, require
+from lmexpr_nb.metrics.inception import inception_features, load_fid_inception
+from lmexpr_nb.metrics.recognisers import DlibRecogniser
+from lmexpr_nb.metrics.result import MetricResult, eval_config, require
 
 STANDIN_NAME = "FD-dlib"
 
@@ -48,7 +51,6 @@ def feature_stats(features) -> tuple[np.ndarray, np.ndarray]:
 
 def _sqrtm(m: np.ndarray) -> tuple[np.ndarray, float]:
     """scipy sqrtm (no `disp`) and its relative residual |X X - M| / |M|."""
-    from scipy import linalg
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # "matrix is singular ..." is judged by the residual below
         x = linalg.sqrtm(m)
@@ -185,12 +187,10 @@ def _extractor(cfg, device, batch_size):
     """(embed: images -> (N, D) features, reported FD name, KID name, provenance) by config."""
     kind = cfg.fid_features
     if kind == "inception":
-        from .inception import inception_features, load_fid_inception
         model, prov = load_fid_inception(cfg.inception_weights, device=device)
         return lambda ims: inception_features(ims, model, batch_size=batch_size, device=device), \
             "FID", "KID", prov
     if kind == "dlib-standin":
-        from .recognisers import DlibRecogniser
         rec = DlibRecogniser(detect=False)   # whole crop as the face box: deterministic, never "no face"
         return rec.embed, STANDIN_NAME, "KID-dlib", \
             f"STAND-IN: {rec.provenance} features in place of Inception (not comparable to FID)"

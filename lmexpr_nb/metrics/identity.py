@@ -23,6 +23,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from lmexpr_nb.metrics.recognisers import load_recogniser
+from lmexpr_nb.metrics.result import MetricResult, eval_config, require
+
 MIN_IMPOSTORS_FOR_FAR_0_1 = 1000
 
 
@@ -115,8 +118,6 @@ def identity_metric(*, fake=None, real=None, fake_ids=None, real_ids=None, cfg=N
 
     `recognisers` (names or objects with .embed) overrides cfg.recognisers.
     """
-    from . import MetricResult, eval_config, require
-    from .recognisers import load_recogniser
     require(dict(fake=fake, real=real, fake_ids=fake_ids, real_ids=real_ids),
             "fake", "real", "fake_ids", "real_ids", metric="identity")
     cfg = eval_config(cfg)

@@ -25,6 +25,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import inception as tvi
 
+from lmexpr_nb.common.weights import SPECS, describe, load_state_file, locate
+from lmexpr_nb.metrics.psnr_ssim import to_uint8_hwc
+
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_NUM_CLASSES = 1008
 
@@ -125,7 +128,6 @@ class FIDInceptionV3(tvi.Inception3):
 
 def load_fid_inception(path=None, device="cpu") -> tuple[FIDInceptionV3, str]:
     """(network with the FID weights, provenance string). Missing file -> MissingWeightsError."""
-    from ..weights import SPECS, describe, load_state_file, locate
     p = locate("inception-fid", path)
     state = load_state_file(p, "FID Inception weights")
     net = FIDInceptionV3()
@@ -138,7 +140,6 @@ def load_fid_inception(path=None, device="cpu") -> tuple[FIDInceptionV3, str]:
 
 def _to_unit_float(batch) -> torch.Tensor:
     """uint8 (N,H,W,3) / list of images / [-1,1] floats -> float32 NCHW in [0, 1]."""
-    from .psnr_ssim import to_uint8_hwc
     if isinstance(batch, (list, tuple)):
         a = np.stack([to_uint8_hwc(im) for im in batch])
     else:

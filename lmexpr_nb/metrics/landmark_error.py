@@ -9,10 +9,10 @@ landmarks the generator was given:
 Images where no face is found are never dropped silently: their error is NaN, they are
 counted (`n_missing`), and the mean is over the others.
 
-Detection uses lmexpr_nb.landmarks.LandmarkDetector (the kit's preprocessing detector) when
-that module is importable, else dlib directly (HOG detector, upsampling 0 then 1, among
-several faces the one overlapping the target landmarks' box most, 68-point predictor);
-`LandmarkErrorResult.detector` says which.
+Detection uses the kit's preprocessing detector (landmarks/detect.py's LandmarkDetector: dlib's
+HOG detector and 68-point predictor; `nme_detector` upsamples once on crops under 200 px); among
+several faces, the one overlapping the target landmarks' box most. `LandmarkErrorResult.detector`
+names the detector.
 """
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from lmexpr_nb.landmarks.detect import LandmarkDetector
+from lmexpr_nb.metrics.recognisers import _uint8_list
 
 OUTER_EYE_CORNERS = (36, 45)
 
@@ -52,24 +55,22 @@ def _iou(a, b) -> float:
     return inter / area if area > 0 else 0.0
 
 
-def default_detector(image_size: int | None = None):
+def nme_detector(image_size: int | None = None):
     """The kit's LandmarkDetector (preprocessing's), upsampling once on images under 200 px:
     dlib's HOG window is 80 px and a face fills only ~2/3 of a crop, so at 64-128 px it would
     find no face at upsample 0."""
-    from ..landmarks import LandmarkDetector
     det = LandmarkDetector(upsample=1 if image_size is not None and image_size < 200 else 0)
-    det.name = f"lmexpr_nb.landmarks.LandmarkDetector (dlib HOG, upsample {det.upsample}, 68-point predictor)"
+    det.name = f"lmexpr_nb.landmarks.detect.LandmarkDetector (dlib HOG, upsample {det.upsample}, 68-point predictor)"
     return det
 
 
 def landmark_error(images, target_landmarks, detector=None) -> LandmarkErrorResult:
     """Re-detect landmarks on `images` (uint8 RGB or [-1,1] floats) and compare with targets."""
-    from .recognisers import _uint8_list
     ims = _uint8_list(images)
     tg = np.asarray(target_landmarks, np.float64)
     if tg.shape != (len(ims), 68, 2):
         raise ValueError(f"target landmarks must be ({len(ims)}, 68, 2), got {tg.shape}")
-    det = detector if detector is not None else default_detector(ims[0].shape[0] if ims else None)
+    det = detector if detector is not None else nme_detector(ims[0].shape[0] if ims else None)
     errs = np.full(len(ims), np.nan)
     for i, img in enumerate(ims):
         boxes = det.detect(img)
@@ -84,12 +85,6 @@ def landmark_error(images, target_landmarks, detector=None) -> LandmarkErrorResu
                                getattr(det, "name", type(det).__name__))
 
 
-def landmark_error_metric(*, fake=None, target_landmarks=None, **_):
-    """Registry entry: inter-ocular NME of re-detected vs target landmarks, with the miss count."""
-    from . import MetricResult, require
-    require(dict(fake=fake, target_landmarks=target_landmarks), "fake", "target_landmarks",
-            metric="landmark_error")
-    r = landmark_error(fake, target_landmarks)
-    std = float(np.nanstd(r.errors)) if r.n > r.n_missing else None
-    return [MetricResult("Landmark NME (inter-ocular)", r.mean, r.n - r.n_missing, std, "fraction",
-                         r.detector, dict(n_images=r.n, n_no_face=r.n_missing))]
+def nme_scores(*, fake=None, target_landmarks=None, detector=None, **_) -> np.ndarray:
+    """Per-image NME (NaN where no face was found): the metrics registry's "landmark_error"."""
+    return landmark_error(fake, target_landmarks, detector).errors

@@ -1,6 +1,6 @@
 """PSNR (paper Eq. 8) and SSIM (Eq. 9) on uint8 RGB images, via scikit-image.
 
-Conventions (DESIGN.md, Metric conventions):
+Conventions (checked against scikit-image and the reference implementations):
 - inputs are uint8 (H, W, 3) RGB; generator outputs in [-1, 1] go through `to_uint8_hwc`
   first (x -> round((x + 1) * 127.5), clipped to 0..255), i.e. the images one would save;
 - `data_range=255` is always passed (P = 255 in Eq. 8 and 9), `channel_axis=-1`;
@@ -17,11 +17,9 @@ Conventions (DESIGN.md, Metric conventions):
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
-
-from . import MetricResult, require
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 SSIM_VARIANTS: dict[str, dict] = {
     "skimage": dict(label="SSIM (skimage 7x7)", kwargs={}),
@@ -73,7 +71,6 @@ def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
 
 def psnr(a, b) -> float:
     """PSNR in dB of two images (Eq. 8, P = 255)."""
-    from skimage.metrics import peak_signal_noise_ratio
     a, b = to_uint8_hwc(a), to_uint8_hwc(b)
     _check_pair(a, b)
     if np.array_equal(a, b):
@@ -83,7 +80,6 @@ def psnr(a, b) -> float:
 
 def ssim(a, b, variant: str = "wang") -> float:
     """SSIM of two images (Eq. 9), variant "skimage" or "wang" (see the module docstring)."""
-    from skimage.metrics import structural_similarity
     if variant not in SSIM_VARIANTS:
         raise ValueError(f"SSIM variant must be one of {sorted(SSIM_VARIANTS)}, got {variant!r}")
     a, b = to_uint8_hwc(a), to_uint8_hwc(b)
@@ -105,44 +101,3 @@ def ssim_batch(fakes, reals, variant: str = "wang") -> np.ndarray:
     if len(fa) != len(re):
         raise ValueError(f"{len(fa)} generated vs {len(re)} real images")
     return np.array([ssim(x, y, variant) for x, y in zip(fa, re)], dtype=np.float64)
-
-
-def mean_std(values) -> tuple[float, float]:
-    """Mean and population std (ddof=0); NaN for an empty set, inf kept as inf."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
-        return math.nan, math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # inf - inf in std when a PSNR is inf
-        return float(v.mean()), float(v.std())
-
-
-# ----------------------------------------------------------------------------- registry entries
-
-def psnr_metric(*, fake=None, real=None, **_) -> list[MetricResult]:
-    require(dict(fake=fake, real=real), "fake", "real", metric="psnr")
-    vals = psnr_batch(fake, real)
-    m, s = mean_std(vals)
-    return [MetricResult("PSNR", m, len(vals), s, "dB", SKIMAGE_PROVENANCE,
-                         {"n_identical": int(np.isinf(vals).sum())})]
-
-
-def _ssim_metric(variant, fake, real) -> MetricResult:
-    vals = ssim_batch(fake, real, variant)
-    m, s = mean_std(vals)
-    return MetricResult(SSIM_VARIANTS[variant]["label"], m, len(vals), s, "", SKIMAGE_PROVENANCE)
-
-
-def ssim_skimage_metric(*, fake=None, real=None, **_) -> list[MetricResult]:
-    require(dict(fake=fake, real=real), "fake", "real", metric="ssim_skimage")
-    return [_ssim_metric("skimage", fake, real)]
-
-
-def ssim_wang_metric(*, fake=None, real=None, **_) -> list[MetricResult]:
-    require(dict(fake=fake, real=real), "fake", "real", metric="ssim_wang")
-    return [_ssim_metric("wang", fake, real)]
-
-
-def ssim_metric(*, fake=None, real=None, **_) -> list[MetricResult]:
-    require(dict(fake=fake, real=real), "fake", "real", metric="ssim")
-    return [_ssim_metric("skimage", fake, real), _ssim_metric("wang", fake, real)]

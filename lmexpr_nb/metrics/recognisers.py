@@ -27,6 +27,7 @@ its sha256. The recognisers see the kit's crops as they are
 """
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 
 import numpy as np
@@ -34,12 +35,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lmexpr_nb.common.weights import RefusedWeightsError, describe, dlib_model, file_sha256, load_state_file, locate
+from lmexpr_nb.metrics.psnr_ssim import to_uint8_hwc
+from lmexpr_nb.metrics.result import eval_config
+
 VGGFACE_MEAN = (129.186279296875, 104.76238250732422, 93.59396362304688)
 LIGHTCNN_V2_CLASSES = 80013   # MS-Celeb-1M classes of the released v2 model (read from the file when loaded)
 
 
 def _uint8_list(images) -> list[np.ndarray]:
-    from .psnr_ssim import to_uint8_hwc
     if isinstance(images, (list, tuple)):
         ims = [to_uint8_hwc(im) for im in images]
     else:
@@ -59,8 +63,7 @@ def _uint8_list(images) -> list[np.ndarray]:
 
 @lru_cache(maxsize=None)
 def _dlib_models(predictor: str):
-    import dlib
-    from ..envcheck import dlib_model
+    import dlib  # lazy: optional compiled dep (bench gpu runs without it)
     name = {"68": "shape_predictor_68_face_landmarks.dat", "5": "shape_predictor_5_face_landmarks.dat"}[predictor]
     return (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(dlib_model(name))),
             dlib.face_recognition_model_v1(str(dlib_model("dlib_face_recognition_resnet_model_v1.dat"))))
@@ -68,8 +71,6 @@ def _dlib_models(predictor: str):
 
 def _dlib_file(name: str) -> str:
     """'<model file>, sha256 <prefix>' for provenance (the bare name if the file is not installed)."""
-    from ..envcheck import dlib_model
-    from ..weights import describe
     try:
         return describe(dlib_model(name))
     except FileNotFoundError:
@@ -98,7 +99,7 @@ class DlibRecogniser:
 
     def face_box(self, img: np.ndarray):
         """(dlib.rectangle, found): the largest HOG face, else the whole image."""
-        import dlib
+        import dlib  # lazy: optional compiled dep (bench gpu runs without it)
         h, w = img.shape[:2]
         if self.detect:
             detector = _dlib_models(self.predictor)[0]
@@ -115,9 +116,8 @@ class DlibRecogniser:
         real target) is computed once per recogniser and its row reused (~0.1-0.25 s an image saved
         on a CPU). The memo keeps up to MEMO_LIMIT descriptors (128 floats each); jittered
         descriptors (num_jitters > 0) are random and never memoised."""
-        import hashlib
 
-        import dlib
+        import dlib  # lazy: optional compiled dep (bench gpu runs without it)
         _, sp, facerec = _dlib_models(self.predictor)
         ims = _uint8_list(images)
         out = np.zeros((len(ims), self.dim))
@@ -263,7 +263,6 @@ def read_state_dict(path, what: str = "face recogniser weights") -> dict:
 
     Read with weights.load_state_file (weights_only, numpy scalars allowed): a file that would
     need unpickling is refused, never run."""
-    from ..weights import RefusedWeightsError, load_state_file
     obj = load_state_file(path, what)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
@@ -337,8 +336,6 @@ class LightCNNRecogniser(_TorchRecogniser):
 
     @classmethod
     def from_weights(cls, path=None, device="cpu", **kw) -> "LightCNNRecogniser":
-        from ..weights import locate
-        from ..weights import describe, file_sha256
         p = locate("lightcnn29v2", path)
         sd = read_state_dict(p, "Light CNN-29 v2 weights")
         n_cls = sd["fc2.weight"].shape[0] if "fc2.weight" in sd else LIGHTCNN_V2_CLASSES
@@ -362,8 +359,6 @@ class VggFaceRecogniser(_TorchRecogniser):
 
     @classmethod
     def from_weights(cls, path=None, device="cpu", **kw) -> "VggFaceRecogniser":
-        from ..weights import locate
-        from ..weights import describe, file_sha256
         p = locate("vggface", path)
         sd = read_state_dict(p, "VGG-Face weights")
         n_cls = sd["fc8.weight"].shape[0] if "fc8.weight" in sd else 2622
@@ -375,7 +370,6 @@ class VggFaceRecogniser(_TorchRecogniser):
 
 def load_recogniser(name: str, cfg=None, device="cpu"):
     """"dlib" | "lightcnn" | "vggface" -> a recogniser; weights paths from the EvalConfig."""
-    from . import eval_config
     cfg = eval_config(cfg)
     if name == "dlib":
         return DlibRecogniser()

@@ -1,8 +1,8 @@
-"""Training (paper Sec. III-B, IV-B; the loop is PATN's, Zhu et al. CVPR 2019).
+"""Stage 4, training (paper Sec. III-B, IV-B; the loop is PATN's, Zhu et al. CVPR 2019).
 
 One step [PATN]: generate, update G with L_G = 5 L_GAN + 10 L_per + 10 L_pixel (Eq. 7,
-losses.generator_loss; the discriminators are frozen for this step), then update both
-discriminators with 0.5 (real + fake) each (losses.discriminator_losses, fake detached).
+model.losses.generator_loss; the discriminators are frozen for this step), then update both
+discriminators with 0.5 (real + fake) each (model.losses.discriminator_losses, fake detached).
 Adam lr 2e-4, betas (0.5, 0.999), batch 16 [paper / PATN]; the learning rate is constant,
 then decays linearly to 0 from `lr_decay_start` of the run [PATN]. All from Config.train.
 
@@ -13,7 +13,7 @@ seeded pair stream, data.pairs.PairStream; gradients are averaged; only rank 0 w
 The gloo backend runs the same code on CPU processes (tests/test_ddp.py).
 
 Files under out_dir:
-    checkpoints/last.pt        checkpoint.py's format, every checkpoint_every steps and at the end
+    checkpoints/last.pt        common/checkpoint.py's format, every checkpoint_every steps and at the end
     losses.csv                 step, loss terms (means over the log_every steps up to `step`), lr, seconds
     samples/step_NNNNNN.png    source | target | generated for a few fixed (validation) pairs
     train_summary.json         what ran, on what, with which weights, how fast
@@ -25,14 +25,8 @@ interrupted-and-resumed run ends with bit-identical weights to an uninterrupted 
 NaN guard: the loss terms are checked (all ranks together) before every log row, sample
 and checkpoint; a non-finite term stops the run with NonFiniteLossError naming the first
 bad step and term, and nothing is saved after the last good checkpoint.
-"""
-from __future__ import annotations
-from .cli import train_main
-from .core import (G_TERMS, TERMS, NonFiniteLossError, TrainCore, gan_on, lr_at, seed_all, set_requires_grad,
-                   training_pairs)
-from .device import DistInfo, amp_dtype, device_problem, resolve_device, setup_distributed
-from .trainer import CSV_FIELDS, SAMPLE_ROWS, Trainer, train
 
-__all__ = ["CSV_FIELDS", "G_TERMS", "SAMPLE_ROWS", "TERMS", "DistInfo", "NonFiniteLossError", "TrainCore", "Trainer",
-           "amp_dtype", "device_problem", "gan_on", "lr_at", "resolve_device", "seed_all", "set_requires_grad",
-           "setup_distributed", "train", "train_main", "training_pairs"]
+Modules: core.py (TrainCore: one training step, lr schedule, the GAN switch), device.py (devices,
+AMP, the torchrun process group), trainer.py (Trainer: data, checkpoints, samples, the loop),
+log.py (losses.csv and the sample grids), cli.py (`python -m lmexpr_nb train`).
+"""

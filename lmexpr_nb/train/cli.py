@@ -7,17 +7,17 @@ import sys
 
 import torch
 
-from ..config import load_profile
-from ..io import writable_dir
-from .core import NonFiniteLossError
-from .device import device_problem
-from .trainer import train
+from lmexpr_nb.common.files import writable_dir
+from lmexpr_nb.common.weights import MissingWeightsError
+from lmexpr_nb.config import load_profile
+from lmexpr_nb.train.core import NonFiniteLossError
+from lmexpr_nb.train.device import device_problem
+from lmexpr_nb.train.trainer import train
 
 
 def train_main(argv: list[str] | None = None) -> int:
     """`python -m lmexpr_nb train --profile smoke|paper | --config FILE --data CACHE --out DIR
     [--steps N] [--resume] [--device D]`. Errors are one line, exit code 2 (1 for a NaN stop)."""
-    from ..weights import MissingWeightsError
 
     ap = argparse.ArgumentParser(prog="lmexpr train", description=(
         "Train the generator and both discriminators (paper Sec. III-B, IV-B) on a preprocessed cache. "

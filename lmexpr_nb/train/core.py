@@ -3,16 +3,21 @@ Adams), the learning-rate schedule and the GAN switch. bench train/learn/gpu use
 train.trainer.Trainer wraps it with data, logs, checkpoints and samples."""
 from __future__ import annotations
 
+import dataclasses
+import random
 from contextlib import nullcontext
 
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ..config import Config
-from ..data.pairs import PairDataset
-from ..heatmaps import landmark_heatmaps
-from .device import DistInfo, amp_dtype, _flag
+from lmexpr_nb.config import Config
+from lmexpr_nb.data.pairs import PairDataset
+from lmexpr_nb.landmarks.heatmaps import landmark_heatmaps
+from lmexpr_nb.model.losses import PerceptualLoss, discriminator_losses, generator_loss
+from lmexpr_nb.model.nets import build_discriminators, build_generator
+from lmexpr_nb.train.device import DistInfo, _flag, amp_dtype
 
 G_TERMS = ("total", "gan", "gan_image", "gan_geometry", "perceptual", "pixel")
 TERMS = tuple(f"g_{t}" for t in G_TERMS) + ("d_image", "d_geometry")
@@ -49,7 +54,6 @@ def training_pairs(cache, cfg: Config, max_pairs: int | None = None):
 
 
 def seed_all(seed: int) -> None:
-    import random
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -61,7 +65,6 @@ def set_requires_grad(module: nn.Module, flag: bool) -> None:
 
 
 def _without_gan(loss_cfg):
-    import dataclasses
     return dataclasses.replace(loss_cfg, lambda_gan=0.0)
 
 
@@ -80,8 +83,6 @@ class TrainCore:
     def __init__(self, cfg: Config, device: torch.device, dist_info: DistInfo | None = None,
                  amp: torch.dtype | None | str = "cfg", channels_last: bool | None = None,
                  compile: bool | None = None):
-        from ..losses import PerceptualLoss
-        from ..nets import build_discriminators, build_generator
 
         self.cfg, self.device = cfg, device
         self.dist = dist_info or DistInfo()
@@ -110,7 +111,6 @@ class TrainCore:
         # the Ds are frozen and called as plain modules (no DDP reducer, no gradient sync).
         g_run, di_run, dg_run = self.generator, self.d_image, self.d_geometry
         if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
             ids = [device.index] if device.type == "cuda" else None
             g_run, di_run, dg_run = (DDP(m, device_ids=ids, output_device=device.index if ids else None)
                                      for m in (g_run, di_run, dg_run))
@@ -160,7 +160,6 @@ class TrainCore:
     def step(self, batch: dict, step_index: int) -> torch.Tensor:
         """One training step [PATN]: G update, then both Ds. Returns the detached float32
         vector of TERMS (on the device; nothing here waits for the GPU)."""
-        from ..losses import discriminator_losses, generator_loss
 
         lr = lr_at(step_index, self.cfg.train)
         for opt in self.optimizers().values():

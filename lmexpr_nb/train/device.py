@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 
 def device_problem(name: str | None) -> str | None:
@@ -107,7 +108,6 @@ class DistInfo:
 def setup_distributed(device_name: str | None = "auto") -> DistInfo:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1) or when the caller
     already initialised one; nccl on CUDA, gloo on CPU."""
-    import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -1,8 +1,9 @@
-"""Trainer: a whole run on a preprocessed cache (data, the seeded pair stream, losses.csv,
-checkpoints, samples, train_summary.json, resume and the NaN guard; see the package docstring)."""
+"""Trainer: a whole run on a preprocessed cache (data, the seeded pair stream, checkpoints,
+train_summary.json, resume and the NaN guard; losses.csv and the sample grids are written by
+log.py's functions; see the package docstring)."""
 from __future__ import annotations
 
-import csv
+import json
 import os
 import sys
 import time
@@ -10,19 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
-from .. import checkpoint as ckpt_io
-from ..config import Config
-from ..data.pairs import PairDataset, PairStream, collate_batch
-from ..io import atomic_path, writable_dir, write_json
-from .core import TERMS, NonFiniteLossError, TrainCore, lr_at, seed_all, training_pairs
-from .device import resolve_device, setup_distributed
+from lmexpr_nb.common import checkpoint as ckpt_io
+from lmexpr_nb.common.files import atomic_path, writable_dir, write_json
+from lmexpr_nb.config import Config
+from lmexpr_nb.data.cache import load_cache
+from lmexpr_nb.data.pairs import PairDataset, PairStream, collate_batch
+from lmexpr_nb.model.generate import tensor_to_uint8
+from lmexpr_nb.train.core import TERMS, NonFiniteLossError, TrainCore, lr_at, seed_all, training_pairs
+from lmexpr_nb.train.device import resolve_device, setup_distributed
+from lmexpr_nb.train.log import LOSSES_CSV, append_loss_row, loss_row, sample_picture, sample_rows, start_loss_csv
 
-CSV_FIELDS = ("step",) + TERMS + ("lr", "seconds")
-SAMPLE_ROWS = 4
-
-
-# The run: data, stream, logs, checkpoints, samples
 
 def _open_cache(cache_dir):
     """A loaded cache object is used as is; a path is read with data.cache.load_cache."""
@@ -32,7 +34,6 @@ def _open_cache(cache_dir):
     if not p.exists():
         raise FileNotFoundError(f"no preprocessed cache at {p}: make one with `python -m lmexpr_nb preprocess` "
                                 f"(or run notebook 01)")
-    from ..data.cache import load_cache
     return load_cache(p), p
 
 
@@ -129,7 +130,6 @@ class Trainer:
             print(msg, file=sys.stderr, flush=True)
 
     def _loader(self):
-        from torch.utils.data import DataLoader
         t = self.cfg.train
         workers = max(int(t.num_workers), 0)
         kw = dict(num_workers=workers, collate_fn=collate_batch, pin_memory=self.device.type == "cuda",
@@ -139,23 +139,14 @@ class Trainer:
         return DataLoader(self.dataset, batch_sampler=self.stream, **kw)
 
     def _sample_batch(self):
-        """A few fixed pairs from validation subjects when there are any (else training ones):
-        subjects spread over the list, for each its first frame -> its last frame (in a
-        neutral -> peak sequence, the largest change)."""
+        """The fixed pairs of the sample grids (train/log.py's sample_rows), from validation subjects
+        when there are any, else training ones."""
         try:
             val = self._pairs("val")
         except Exception:
             val = None
         ds = val if val is not None and len(val) else self.dataset
-        subj = np.asarray(ds.cache.subjects).astype(str)[ds.pairs[:, 0]]
-        firsts = []
-        for name in dict.fromkeys(subj.tolist()):             # subjects in pair-list order
-            rows = np.flatnonzero(subj == name)
-            p = ds.pairs[rows]
-            best = np.lexsort((-p[:, 1], p[:, 0]))[0]           # smallest source, then largest target
-            firsts.append(int(rows[best]))
-        pick = np.unique(np.linspace(0, len(firsts) - 1, min(SAMPLE_ROWS, len(firsts))).round().astype(int))
-        return ds.batch([firsts[i] for i in pick]), ("validation" if ds is val else "training")
+        return ds.batch(sample_rows(ds.pairs, ds.cache.subjects)), ("validation" if ds is val else "training")
 
     # -- loss bookkeeping ------------------------------------------------------------------
     def _flush(self, pending: list) -> None:
@@ -166,7 +157,6 @@ class Trainer:
         steps = [s for s, _ in pending]
         vals = torch.stack([v for _, v in pending])
         if self.dist.enabled:
-            import torch.distributed as dist
             dist.all_reduce(vals, op=dist.ReduceOp.SUM)
             vals = vals / self.dist.world_size
         vals = vals.cpu().double().numpy()
@@ -187,31 +177,13 @@ class Trainer:
         self.last_losses = dict(zip(TERMS, (float(x) for x in vals[-1])))
 
     def _csv_path(self) -> Path:
-        return self.out_dir / "losses.csv"
-
-    def _init_csv(self) -> None:
-        """Fresh run: a new file with the header. Resume: keep only rows up to the checkpoint's
-        step (a crash may have logged a few more), so no step appears twice."""
-        path = self._csv_path()
-        rows = []
-        if self.step > 0 and path.is_file():
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if r.get("step") and int(r["step"]) <= self.step]
-        with atomic_path(path) as tmp:
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-                w.writeheader()
-                for r in rows:
-                    w.writerow({k: r.get(k, "") for k in CSV_FIELDS})
+        return self.out_dir / LOSSES_CSV
 
     def _log_row(self, step: int, lr: float) -> dict:
-        n = max(self.window["count"], 1)
-        row = {"step": step, **{t: f"{s / n:.6g}" for t, s in zip(TERMS, self.window["sum"])},
-               "lr": f"{lr:.6g}", "seconds": f"{self.elapsed_now():.2f}"}
+        row = loss_row(step, self.window, lr, self.elapsed_now())
         self.window = {"sum": [0.0] * len(TERMS), "count": 0}
         if self.dist.is_main:
-            with open(self._csv_path(), "a", newline="") as f:
-                csv.DictWriter(f, fieldnames=CSV_FIELDS).writerow(row)
+            append_loss_row(self._csv_path(), row)
         return row
 
     def elapsed_now(self) -> float:
@@ -229,7 +201,6 @@ class Trainer:
         """Checkpoint (all ranks give their RNG state; rank 0 writes, atomically)."""
         states = [ckpt_io.rng_state()]
         if self.dist.enabled:
-            import torch.distributed as dist
             states = [None] * self.dist.world_size
             dist.all_gather_object(states, ckpt_io.rng_state())
         if not self.dist.is_main:
@@ -246,8 +217,6 @@ class Trainer:
     def write_samples(self) -> Path | None:
         if not self.dist.is_main:
             return None
-        from PIL import Image, ImageDraw
-
         batch, which = self._sample_fixed
         g = self.core.generator
         was = g.training
@@ -259,23 +228,7 @@ class Trainer:
         finally:
             g.train(was)
 
-        def u8(x):
-            return ((x.float().clamp(-1, 1) + 1) * 127.5 + 0.5).clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
-
-        cols = [u8(src), u8(tgt), u8(fake)]
-        n, s = cols[0].shape[0], cols[0].shape[1]
-        head, pad = 14, 2
-        grid = np.full((head + n * (s + pad), 3 * (s + pad), 3), 255, np.uint8)
-        for r in range(n):
-            for c in range(3):
-                y, x = head + r * (s + pad), c * (s + pad)
-                grid[y:y + s, x:x + s] = cols[c][r]
-        img = Image.fromarray(grid)
-        if s < 128:                                       # small crops: enlarge (nearest) so they can be seen
-            f = 128 // s
-            img = img.resize((img.width * f, img.height * f), Image.NEAREST)
-        ImageDraw.Draw(img).text((2, 1), f"source | target | generated ({which} pairs), step {self.step}",
-                                 fill=(0, 0, 0))
+        img = sample_picture([tensor_to_uint8(x) for x in (src, tgt, fake)], which, self.step)
         path = self.out_dir / "samples" / f"step_{self.step:06d}.png"
         with atomic_path(path) as tmp:
             img.save(tmp, format="PNG")
@@ -342,7 +295,6 @@ class Trainer:
             self._say(f"nothing to do: {self.ckpt_path} is at step {self.step} of {total}")
             old = self.out_dir / "train_summary.json"
             if old.is_file():                    # keep the finished run's summary (its timings)
-                import json
                 try:
                     s = json.loads(old.read_text())
                 except ValueError:
@@ -372,16 +324,14 @@ class Trainer:
             torch.use_deterministic_algorithms(prev_det)
             torch.backends.cudnn.benchmark = prev_bench
             if self.dist.initialised_here:
-                import torch.distributed as dist
                 dist.destroy_process_group()
                 self.dist.initialised_here = False
 
     def _loop(self, total: int, start_step: int, stop_after: int | None) -> dict:
-        from tqdm.auto import tqdm
 
         t = self.cfg.train
         if self.dist.is_main:
-            self._init_csv()
+            start_loss_csv(self._csv_path(), self.step)
         self._sample_fixed = self._sample_batch()
         batches = iter(self._loader())
         # RNG: restored from the checkpoint (this rank's entry), else seeded (seed + rank)
