@@ -16,8 +16,8 @@ never runs arbitrary pickled code. Layout (FORMAT "lmexpr-nb-checkpoint/1"):
     elapsed_seconds  training time so far (all runs of this job)
 
 `save_checkpoint` writes to a temporary file beside the target and os.replace()s it, so
-a crash mid-write leaves the previous checkpoint whole. `load_generator` rebuilds the
-generator for notebooks, metrics and inference.
+a crash mid-write leaves the previous checkpoint whole. model/trained.py's `load_trained`
+rebuilds the generator from one for notebooks, tables and inference.
 """
 from __future__ import annotations
 

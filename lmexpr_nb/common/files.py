@@ -29,11 +29,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 try:
     import fcntl
 except ImportError:                         # not POSIX (Windows): exclusive_lock does nothing
     fcntl = None
-import numpy as np
 
 STALE_SECONDS = 3600
 _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]

@@ -10,12 +10,14 @@ import numpy as np
 
 
 def _order(cache, idx: np.ndarray) -> np.ndarray:
+    """`idx` sorted by (sequence, frame)."""
     seq = np.asarray(cache.sequences).astype(str)[idx]
     frames = np.asarray(cache.frames)[idx]
     return idx[np.lexsort((frames, seq))]
 
 
 def subjects_in(cache, split: str = "val") -> list[str]:
+    """The subjects of one split ('train' or 'val'), sorted."""
     s = np.asarray(cache.subjects).astype(str)
     return sorted(set(s[np.asarray(cache.split) == split]))
 

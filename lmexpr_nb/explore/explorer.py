@@ -22,8 +22,8 @@ Choices where the issue was silent:
 - Saved files are named from the whole state: source (subject-row or photo-<name>),
   expression-intensity, donor-<subject>, each moved region with its signed amount, then a
   counter, e.g. explorer_S004-12_happy-1.00_donor-S001_mouth+0.50_0.png.
-- `trained_on` is the checkpoint's provenance (model/trained.py's TrainedModel.provenance); {"untrained": True}
-  for a random generator; None (unknown) shows no note.
+- `trained_on` is the checkpoint's provenance (model/trained.py's TrainedModel.provenance);
+  {"untrained": True} for a random generator; None (unknown) shows no note.
 """
 from __future__ import annotations
 
