@@ -11,8 +11,8 @@
 Every number comes from the metrics registry (metrics/registry.py: psnr, ssim_skimage, ssim_wang,
 landmark_error, fid). Per-image scores (PSNR, SSIM, NME, FD features) are computed once per
 generated image of the union of the protocols' pairs (evalset.PairImages.cached) and each
-protocol summarises its rows,
-so a pair that two protocols share is scored once and counts in both. Columns and choices:
+protocol summarises its rows, so a pair that two protocols share is scored once and counts in
+both. Columns and choices:
 - PSNR/SSIM: scikit-image on uint8 RGB, data_range=255; SSIM in two labelled variants (the paper
   does not say which).
 - "ours: FID" with the Inception network, "ours: FD-dlib" with the stand-in (as the metric names

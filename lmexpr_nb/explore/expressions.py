@@ -6,7 +6,7 @@ module makes those targets from a source face's own 68 landmarks (iBUG order):
 - `learn_displacements(cache)`: the mean landmark displacement of every expression, learned
   from the training split: each peak frame minus its subject's neutral frames (the same
   sequence's when the cache records sequences), both first normalised by a similarity
-  transform (scale, rotation, translation) fitted on *stable* points (eye corners, nose) to
+  transform (scale, rotation, translation) fitted on *stable* points (nose, eye corners, upper jaw) to
   a reference shape, so that displacements of different faces live in one frame. Per-subject
   means are averaged, so a subject with many sequences does not dominate.
 - `target_landmarks(source, expression, intensity, model)`: source + intensity x the mean
@@ -17,6 +17,7 @@ module makes those targets from a source face's own 68 landmarks (iBUG order):
   in the face's own frame (eye line and its normal, inter-ocular distance as the unit).
 - `blend_label(src, tgt, i)`: the soft label (1-i) onehot(src) + i onehot(tgt) that the
   generator's label planes accept (intensity blending of the "expression label smooth" step).
+
 Faces are put into one frame by the kit's one similarity alignment (landmarks/align.py); another
 identity's shape (a landmark donor) is moved onto the source's face by its `align_shape`.
 """

@@ -17,8 +17,8 @@
   on stable points (paper Fig. 8); label = `label` (default: source_label).
 `regions={"mouth": .5, "smile": ...}` edits the target landmarks further (expressions.edit_regions).
 
-The crop is the preprocessing crop (landmarks.crop_box with the data config's margin,
-landmarks.crop_and_resize to the model's size), so the generator sees faces framed as in
+The crop is the preprocessing crop (landmarks/detect.py's crop_box with the data config's margin,
+crop_and_resize to the model's size), so the generator sees faces framed as in
 training. Paste-back samples the generated crop at every photo pixel of the crop's footprint
 (bilinear, through the crop transform) and blends it with a mask that is 1 inside and falls
 smoothly to 0 over the outer `feather` fraction of the crop (mask="box"), or follows the
@@ -51,9 +51,8 @@ from skimage.draw import polygon
 from lmexpr_nb.config import Config, DataConfig
 from lmexpr_nb.data.cache import load_cache
 from lmexpr_nb.explore import expressions as ex
-from lmexpr_nb.landmarks import detect as L
 from lmexpr_nb.landmarks.align import align_shape, face_frame
-from lmexpr_nb.landmarks.detect import BadImage, LandmarkDetector, to_rgb_uint8
+from lmexpr_nb.landmarks.detect import BadImage, LandmarkDetector, crop_and_resize, crop_box, to_rgb_uint8
 from lmexpr_nb.model.generate import synthesize
 from lmexpr_nb.model.trained import load_trained
 
@@ -131,15 +130,15 @@ def prepare_face(image, image_size: int, margin: float | None = None, detector=N
         pts = np.asarray(found[1], dtype=np.float64)
     else:
         pts = np.asarray(source_landmarks, dtype=np.float64)
-    box = L.crop_box(pts, margin)
-    crop, transform = L.crop_and_resize(image, box, image_size)
+    box = crop_box(pts, margin)
+    crop, transform = crop_and_resize(image, box, image_size)
     M = _to_crop_matrix(transform)
     return Face(np.array(crop, dtype=np.uint8), _apply(M, pts), pts, tuple(np.asarray(box).tolist()), M,
                 image.shape[:2])
 
 
 def _to_crop_matrix(transform) -> np.ndarray:
-    """3x3 matrix photo -> crop pixels of a landmarks.CropTransform: (p - origin + 0.5) * scale - 0.5."""
+    """3x3 matrix photo -> crop pixels of a landmarks/detect.py CropTransform: (p - origin + 0.5) * scale - 0.5."""
     s = float(transform.scale)
     return np.array([[s, 0.0, (0.5 - transform.x0) * s - 0.5],
                      [0.0, s, (0.5 - transform.y0) * s - 0.5],

@@ -135,12 +135,12 @@ def summarise(name: str, values, provenance: str | None = None) -> MetricResult:
 
 def compute(name: str, **inputs) -> list[MetricResult]:
     m = get(name)
+    if m.compute is None:                    # a per-image metric: its summary over the images
+        detector = inputs.get("detector")
+        return [summarise(name, scores(name, **inputs),
+                          None if detector is None else getattr(detector, "name", type(detector).__name__))]
     require(inputs, *m.needs, metric=name)
-    if m.compute is not None:
-        return list(m.compute(**inputs))
-    detector = inputs.get("detector")
-    return [summarise(name, scores(name, **inputs),
-                      None if detector is None else getattr(detector, "name", type(detector).__name__))]
+    return list(m.compute(**inputs))
 
 
 def compute_many(names, **inputs) -> list[MetricResult]:
