@@ -14,7 +14,11 @@ not silently ignored, and so is a value of the wrong type (`SettingError`, one l
 setting, e.g. "config.train.steps must be an integer, got 'ten'"). Numbers written as text
 are read as numbers ("1e-4": PyYAML reads `lr: 1e-4` without a dot as a string); a float
 field takes an integer; an integer field takes a whole float (1.0e5); a switch must be a
-true boolean (yes/no/true/false), never a string that happens to be truthy.
+true boolean (yes/no/true/false), never a string that happens to be truthy. Numbers must also
+lie where the kit can honour them (LIMITS, and check_config's rules between settings: e.g.
+train.lr a positive float32, model.ngf >= 1, num_landmarks 68): `SettingRangeError`, one line.
+This is the one place settings are checked: preprocessing and training call check_settings /
+check_config for configs built in code.
 A profile file that is not valid YAML is a ValueError naming the file and the line.
 Relative weight-file paths inside a profile file (loss.vgg_weights, eval.*_weights) are
 resolved against the profile file's own folder, so the same profile works from any working
@@ -127,10 +131,10 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "Config":
-        return _update(cls(), d or {})
+        return check_config(_update(cls(), d or {}))
 
     def updated(self, overrides: dict | None) -> "Config":
-        return _update(copy.deepcopy(self), overrides or {})
+        return check_config(_update(copy.deepcopy(self), overrides or {}))
 
     def recipe_differences(self) -> list[str]:
         """Every recipe setting (model, loss, train) where this config differs from the paper
@@ -221,6 +225,83 @@ def _coerce(value, annotation: str, where: str):
     names = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string",
              "None": "null"}
     fail(" or ".join(names.get(k, "a list") for k in kinds))
+
+
+FLOAT32_MAX = 3.4028234663852886e38      # the optimisers and the nets hold float32
+# What each number may be, beyond its type: (test, what to say). Values outside are a
+# SettingRangeError naming the setting; the rules between settings are in check_config.
+LIMITS = {
+    "data.image_size": (lambda v: 16 <= v <= 4096, "between 16 and 4096 pixels"),
+    "data.crop_margin": (lambda v: 0 <= v <= 2, "a fraction in [0, 2]"),
+    "data.first_k": (lambda v: v >= 0, "0 or more frames"),
+    "data.last_k": (lambda v: v >= 0, "0 or more frames"),
+    "data.val_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    "data.detector_upsample": (lambda v: v >= 0, "0 or more"),
+    "model.image_size": (lambda v: 16 <= v <= 4096, "between 16 and 4096 pixels"),
+    "model.num_landmarks": (lambda v: v == 68, "68 (dlib's iBUG points: the kit's detector, crops and heatmaps "
+                                                "have no other layout)"),
+    "model.num_classes": (lambda v: v >= 1, "1 or more"),
+    "model.ngf": (lambda v: v >= 1, "1 or more channels"),
+    "model.ndf": (lambda v: v >= 1, "1 or more channels"),
+    "model.n_downsampling": (lambda v: 0 <= v <= 8, "between 0 and 8"),
+    "model.n_blocks": (lambda v: v >= 1, "1 or more migration unit blocks"),
+    "model.dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+    "model.heatmap_sigma": (lambda v: v > 0, "a positive number of pixels"),
+    "model.init_gain": (lambda v: v > 0, "a positive number"),
+    "loss.lambda_gan": (lambda v: v >= 0, "0 or more"),
+    "loss.lambda_perceptual": (lambda v: v >= 0, "0 or more"),
+    "loss.lambda_pixel": (lambda v: v >= 0, "0 or more"),
+    "train.steps": (lambda v: v >= 1, "1 or more"),
+    "train.batch_size": (lambda v: v >= 1, "1 or more"),
+    "train.lr": (lambda v: 0 < v <= FLOAT32_MAX, f"a positive number a float32 optimiser can hold (at most "
+                                                  f"{FLOAT32_MAX:.2g})"),
+    "train.beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.lr_decay_start": (lambda v: 0 <= v <= 1, "a fraction of the steps in [0, 1]"),
+    "train.gan_start": (lambda v: 0 <= v <= 1, "a fraction of the steps in [0, 1]"),
+    "train.checkpoint_every": (lambda v: v >= 1, "1 or more steps"),
+    "train.sample_every": (lambda v: v >= 1, "1 or more steps"),
+    "train.log_every": (lambda v: v >= 1, "1 or more steps"),
+    "train.num_workers": (lambda v: v >= 0, "0 or more"),
+    "eval.max_pairs": (lambda v: v >= 0, "0 (all) or more"),
+    "eval.kid_subset_size": (lambda v: v >= 1, "1 or more"),
+    "eval.kid_subsets": (lambda v: v >= 1, "1 or more"),
+}
+
+
+class SettingRangeError(SettingError, ValueError):
+    pass
+
+
+def check_settings(section, where: str):
+    """One section (DataConfig, ModelConfig, ...) checked as `config.<where>`: every value of its
+    field's type (converted where lossless, as a profile's are) and within LIMITS. Returns it;
+    SettingTypeError / SettingRangeError with one line naming the setting otherwise."""
+    for f in fields(section):
+        name = f"{where}.{f.name}"
+        value = _coerce(getattr(section, f.name), f.type, f"config.{name}")
+        setattr(section, f.name, value)
+        test, want = LIMITS.get(name, (None, ""))
+        if test is not None and not test(value):
+            raise SettingRangeError(f"config.{name} must be {want}, got {value!r}")
+    return section
+
+
+def check_config(cfg: "Config") -> "Config":
+    """Every section through check_settings, then the rules between settings. Config.from_dict and
+    .updated (so load_profile and every checkpoint's config) call it; so does the trainer."""
+    for section in ("data", "model", "loss", "train", "eval"):
+        check_settings(getattr(cfg, section), section)
+    d, m = cfg.data, cfg.model
+    if d.first_k + d.last_k < 1:
+        raise SettingRangeError(f"config.data.first_k + last_k must keep at least one frame, got {d.first_k} + "
+                                f"{d.last_k}")
+    f = 2 ** m.n_downsampling
+    if m.image_size % f or m.image_size // f < 4:
+        raise SettingRangeError(f"config.model.n_downsampling {m.n_downsampling} does not fit "
+                                f"model.image_size {m.image_size}: the size must be divisible by 2**n_downsampling "
+                                f"= {f}, leaving at least 4 pixels")
+    return cfg
 
 
 def _update(obj, overrides: dict, where: str = "config"):

@@ -61,14 +61,19 @@ PROBE_STEPS = 4       # budget mode: steps run to plan the schedule's length (th
 
 def parse_sets(items) -> dict:
     """["train.lr=1e-3", "model.dropout=0"] -> {"train": {"lr": 0.001}, "model": {"dropout": 0.0}}
-    (values parsed as YAML scalars)."""
+    (values parsed as YAML scalars; a ValueError naming the item for one that is no YAML; the
+    settings themselves are checked where every config is, config.load_profile)."""
     out: dict = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:
             raise ValueError(f"--set wants section.key=value, got {item!r}")
         section, name = key.split(".", 1)
-        v = yaml.safe_load(value)
+        try:
+            v = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {item}: {value!r} is not a value (YAML: {getattr(e, 'problem', None) or e})") \
+                from None
         if isinstance(v, str):                    # YAML 1.1 reads "1e-3" as a string
             try:
                 v = float(v)

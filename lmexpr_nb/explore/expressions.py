@@ -23,6 +23,7 @@ identity's shape (a landmark donor) is moved onto the source's face by its `alig
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,13 @@ def as_class(expression) -> int:
             raise ValueError(f"expression index {k} is outside 0..{len(CLASSES) - 1}")
         return k
     return class_index(str(expression))
+
+
+NPZ_KEYS = ("reference", "displacements", "subjects", "classes", "points")
+
+
+class BadSideFile(ValueError):
+    """A saved expression model that cannot be used; the message is one line naming the file."""
 
 
 @dataclass
@@ -110,9 +118,39 @@ class ExpressionModel:
 
     @classmethod
     def load(cls, path) -> "ExpressionModel":
-        with np.load(path, allow_pickle=False) as z:
-            return cls(z["reference"], z["displacements"], z["subjects"], tuple(str(c) for c in z["classes"]),
-                       tuple(int(p) for p in z["points"]))
+        """The model `save` wrote. BadSideFile (a ValueError, one line naming the file and what is
+        wrong) for a file that is empty, truncated, no .npz, lacks a key, or holds arrays of
+        the wrong shape or NaN/inf: never a traceback, nor NaN target landmarks later."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                missing = [k for k in NPZ_KEYS if k not in z.files]
+                if missing:
+                    raise BadSideFile(f"{path} is no expression model: it lacks {', '.join(missing)} "
+                                      f"(holds {', '.join(z.files) or 'nothing'})")
+                a = {k: z[k] for k in NPZ_KEYS}
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
+            if isinstance(e, BadSideFile):
+                raise
+            what = "empty" if path.is_file() and path.stat().st_size == 0 else "truncated or not an .npz archive"
+            raise BadSideFile(f"{path} is not a readable expression model ({what}: {type(e).__name__}); delete it "
+                              f"(notebook 09 writes it again) or pass expressions=") from None
+        if tuple(str(c) for c in a["classes"].ravel()) != CLASSES:
+            raise BadSideFile(f"{path}: classes must be the kit's {len(CLASSES)} ({', '.join(CLASSES)}), got "
+                              f"{a['classes'].ravel().tolist()!r:.80}")
+        k = len(CLASSES)
+        for key, shape in (("reference", (68, 2)), ("displacements", (k, 68, 2)), ("subjects", (k,))):
+            if a[key].shape != shape or a[key].dtype.kind not in "iuf":
+                raise BadSideFile(f"{path}: {key} must be {shape} numbers for its {k} classes, got "
+                                  f"{a[key].dtype} {a[key].shape}")
+            if not np.isfinite(a[key]).all():
+                raise BadSideFile(f"{path}: {key} holds NaN or infinite values; delete it (notebook 09 writes it "
+                                  f"again) or pass expressions=")
+        if a["points"].dtype.kind not in "iu" or a["points"].ndim != 1 or not np.all((0 <= a["points"]) &
+                                                                                   (a["points"] < 68)):
+            raise BadSideFile(f"{path}: points must be landmark indices in 0..67, got {a['points'].tolist()!r:.60}")
+        return cls(a["reference"], a["displacements"], a["subjects"], tuple(str(c) for c in a["classes"]),
+                   tuple(int(p) for p in a["points"]))
 
 
 def reference_shape(shapes, points=STABLE, iterations: int = 3) -> np.ndarray:

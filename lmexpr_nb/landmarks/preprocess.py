@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from lmexpr_nb import __version__
 from lmexpr_nb.common.files import exclusive_lock, writable_dir, write_json
-from lmexpr_nb.config import DataConfig
+from lmexpr_nb.config import DataConfig, check_settings
 from lmexpr_nb.data.cache import CacheError, FaceCache, load_cache, load_report, save_cache
 from lmexpr_nb.data.readers import read_dataset
 from lmexpr_nb.data.records import CLASSES
@@ -67,25 +67,6 @@ def choose_validation_subjects(subjects, val_fraction: float, seed: int) -> set[
         return set()
     n_val = min(len(subjects) - 1, max(1, int(round(val_fraction * len(subjects)))))
     return set(np.random.default_rng(seed).choice(subjects, n_val, replace=False).tolist())
-
-
-def check_data_config(cfg: DataConfig) -> DataConfig:
-    """ValueError (one line naming the setting) for settings preprocessing cannot honour."""
-    def bad(name, want, got):
-        raise ValueError(f"data.{name} must be {want}, got {got!r}")
-    for name in ("image_size", "first_k", "last_k", "split_seed", "detector_upsample"):
-        v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            bad(name, "an integer", v)
-    if not 16 <= cfg.image_size <= 4096:
-        bad("image_size", "between 16 and 4096 pixels", cfg.image_size)
-    if cfg.first_k < 0 or cfg.last_k < 0 or cfg.first_k + cfg.last_k < 1:
-        bad("first_k/last_k", "non-negative, at least one frame in all", (cfg.first_k, cfg.last_k))
-    if not (isinstance(cfg.val_fraction, (int, float)) and 0 <= cfg.val_fraction < 1):
-        bad("val_fraction", "a fraction in [0, 1)", cfg.val_fraction)
-    if not (isinstance(cfg.crop_margin, (int, float)) and 0 <= cfg.crop_margin <= 2):
-        bad("crop_margin", "a fraction in [0, 2]", cfg.crop_margin)
-    return cfg
 
 
 def dataset_landmarks_problem(image: np.ndarray, pts: np.ndarray) -> str | None:
@@ -162,7 +143,7 @@ def preprocess_dataset(dataset: str, root, out_dir, cfg: DataConfig | None = Non
 
     The output folder is checked before any work; a second call into the same folder while one
     runs raises io.BusyError (a ValueError) at once."""
-    cfg = check_data_config(cfg or DataConfig())
+    cfg = check_settings(cfg or DataConfig(), "data")
     out_dir = writable_dir(out_dir, "preprocessing output folder")
     with exclusive_lock(out_dir / LOCK, "preprocess"):
         return _preprocess(dataset, root, out_dir, cfg, workers, progress, force, track)

@@ -3,7 +3,9 @@
 The one place where the generator is *used* (notebooks 02-09, the tables, the explorer and
 real-time inference all call it): heatmaps are made from landmarks on the device, labels may
 be class indices or soft (K,) vectors (the explorer blends them by intensity), results come
-back as uint8 HWC arrays, the format every metric takes.
+back as uint8 HWC arrays, the format every metric takes. A NaN or infinite pixel is an error
+(NonFiniteOutput, naming the checkpoint model/trained.py loaded the generator from), never a
+black face pasted into a photo, a figure or a table.
 """
 from __future__ import annotations
 
@@ -12,6 +14,10 @@ import torch
 
 from lmexpr_nb.config import ModelConfig
 from lmexpr_nb.landmarks.heatmaps import landmark_heatmaps
+
+
+class NonFiniteOutput(ValueError):
+    """The generator made NaN or infinite pixels; the message is one line naming its checkpoint."""
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -75,6 +81,12 @@ def synthesize(G, source_images, source_landmarks, target_landmarks, target_labe
             if isinstance(y, tuple):
                 y, m = y
                 masks = [mm[0].cpu() for mm in m]
+            bad = ~torch.isfinite(y)
+            if bool(bad.any()):                 # uint8 would turn them into a black face, silently
+                raise NonFiniteOutput(
+                    f"the generator{' of ' + G.loaded_from if getattr(G, 'loaded_from', None) else ''} made NaN "
+                    f"or infinite pixels ({int(bad.sum())} of {bad.numel()} values): its weights are broken (a "
+                    f"training run that diverged); train again, or load an earlier checkpoint")
             out.append(tensor_to_uint8(y))
     finally:
         G.train(was_training)

@@ -13,8 +13,10 @@ Everything that uses a trained model goes through `load_trained`: the notebooks 
 NotebookContext.model), the ablation (experiments/table7.py) and photo editing
 (explore/infer.py's load_model). A missing checkpoint is `NoTrainedModel` (a FileNotFoundError)
 with a one-line message that says how to make one; a damaged or foreign file is the checkpoint
-reader's one-line CheckpointError. `untrained(cfg, seed)` is the labelled stand-in notebook 02 shows
-before any training: a seeded random generator whose `weights` says so.
+reader's one-line CheckpointError, and so is a generator whose weights a diverged run left
+(`weights_problem`: NaN or inf, or beyond WEIGHT_LIMIT), which would paint black faces.
+`untrained(cfg, seed)` is the labelled stand-in notebook 02 shows before any training: a seeded
+random generator whose `weights` says so.
 """
 from __future__ import annotations
 
@@ -23,12 +25,15 @@ from pathlib import Path
 
 import torch
 
-from lmexpr_nb.common.checkpoint import LAST, checkpoint_config, last_checkpoint, load_checkpoint
+from lmexpr_nb.common.checkpoint import LAST, CheckpointError, checkpoint_config, last_checkpoint, load_checkpoint
 from lmexpr_nb.config import Config
 from lmexpr_nb.model.generate import pick_device
 from lmexpr_nb.model.nets import Generator, build_generator
 
 UNTRAINED = "untrained (seeded random init)"
+# The nets start at N(0, 0.02) (BatchNorm scales at 1) and Adam moves a weight by about lr a step
+# (2e-4 in the paper): a weight beyond this is what a diverged run leaves, never a trained one.
+WEIGHT_LIMIT = 1e6
 
 
 class NoTrainedModel(FileNotFoundError):
@@ -68,10 +73,30 @@ def load_trained(checkpoint, device="cpu", now: Config | None = None, hint: str 
     cfg = checkpoint_config(ckpt)
     G = Generator(cfg.model)
     G.load_state_dict(ckpt["models"]["generator"])
-    G = G.to(pick_device(device)).eval()
-    provenance = dict(ckpt.get("provenance") or {})
     step = int(ckpt.get("step", 0))
+    why = weights_problem(G)
+    if why:
+        raise CheckpointError(f"{path} (step {step}) holds a broken generator: {why}; the training run that wrote "
+                              f"it diverged: train again, or use an earlier checkpoint")
+    G = G.to(pick_device(device)).eval()
+    G.loaded_from = f"{path} (step {step})"          # named by model/generate.py's synthesize when it fails
+    provenance = dict(ckpt.get("provenance") or {})
     return TrainedModel(G, cfg, path, step, provenance, _weights(path, ckpt.get("step", "?"), provenance, now))
+
+
+def weights_problem(module: torch.nn.Module) -> str | None:
+    """Why `module`'s weights are no trained model's (None when they may be one): a parameter or
+    buffer holding NaN or inf, or a parameter beyond WEIGHT_LIMIT in size (what a diverged run
+    leaves, e.g. one with lr 1e30, even while its losses were still finite)."""
+    for name, t in [*module.named_parameters(), *module.named_buffers()]:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            n = int((~torch.isfinite(t)).sum())
+            return f"{n} of {t.numel()} values of {name} are NaN or infinite"
+    for name, t in module.named_parameters():
+        big = float(t.detach().abs().max()) if t.numel() else 0.0
+        if big > WEIGHT_LIMIT:
+            return f"{name} reaches {big:.3g} (no trained weight comes near {WEIGHT_LIMIT:g})"
+    return None
 
 
 def _weights(path: Path, step, provenance: dict, now: Config | None) -> str:

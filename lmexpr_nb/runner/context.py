@@ -97,11 +97,20 @@ class NotebookContext:
             f"checkpoint = '<path to last.pt>'"))
 
     def save_metrics(self, name: str, values: dict) -> dict:
-        """Record numbers under `name` in this notebook's metrics JSON (merged, written atomically)."""
+        """Record numbers under `name` in this notebook's metrics JSON (merged, written atomically);
+        a file there that is no metrics JSON is a one-line ValueError naming it."""
         if self.metrics_path is None:
             return values
         path = Path(self.metrics_path)
-        data = json.loads(path.read_text()) if path.is_file() else {}
+        try:
+            data = json.loads(path.read_text()) if path.is_file() else {}
+        except ValueError as e:             # JSONDecodeError, or bytes that are no text
+            raise ValueError(f"{path} is not a readable metrics file ({getattr(e, 'msg', None) or type(e).__name__}"
+                             + (f", line {e.lineno} column {e.colno}" if hasattr(e, "lineno") else "")
+                             + "): delete it and run the notebook again") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} is not a metrics file (a JSON {type(data).__name__}, not an object): delete it "
+                             f"and run the notebook again")
         data[name] = {"values": values, "provenance": self.provenance()}
         write_json(path, data)
         return values

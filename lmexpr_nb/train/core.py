@@ -17,6 +17,7 @@ from lmexpr_nb.data.pairs import PairDataset
 from lmexpr_nb.landmarks.heatmaps import landmark_heatmaps
 from lmexpr_nb.model.losses import PerceptualLoss, discriminator_losses, generator_loss
 from lmexpr_nb.model.nets import build_discriminators, build_generator
+from lmexpr_nb.model.trained import weights_problem
 from lmexpr_nb.train.device import DistInfo, _flag, amp_dtype
 
 G_TERMS = ("total", "gan", "gan_image", "gan_geometry", "perceptual", "pixel")
@@ -24,7 +25,8 @@ TERMS = tuple(f"g_{t}" for t in G_TERMS) + ("d_image", "d_geometry")
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or inf; the run stopped and kept its last good checkpoint."""
+    """A loss term became NaN or inf, or the weights an update left are unsound (TrainCore.unsound);
+    the run stopped and kept its last good checkpoint."""
 
 
 # --------------------------------------------------------------------------------------
@@ -133,6 +135,33 @@ class TrainCore:
             m.load_state_dict(ckpt["models"][name])
         for name, o in self.optimizers().items():
             o.load_state_dict(ckpt["optimizers"][name])
+
+    @torch.no_grad()
+    def unsound(self, batch: dict) -> str | None:
+        """Why the weights as they are now must not be kept as a good checkpoint, or None: a model
+        with NaN/inf or diverged weights (model/trained.py's weights_problem), an optimiser state
+        with NaN/inf (resuming would diverge at once), or a generator whose outputs on `batch`
+        (eval mode, as inference runs it) are not finite. Finite losses say nothing of the
+        weights the last update left."""
+        for name, m in self.models().items():
+            why = weights_problem(m)
+            if why:
+                return f"{name}: {why}"
+        for name, o in self.optimizers().items():
+            if any(torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+                   for state in o.state.values() for v in state.values()):
+                return f"the {name} optimiser's state holds NaN or infinite values"
+        g = self.generator
+        was = g.training
+        g.eval()
+        try:
+            src, _, hm_s, hm_t, label = self.inputs(batch)
+            with self.autocast():
+                fake = g(src, hm_s, hm_t, label)
+        finally:
+            g.train(was)
+        bad = int((~torch.isfinite(fake)).sum())
+        return f"the generator makes NaN or infinite pixels on the sample pairs ({bad} of {fake.numel()})" if bad else None
 
     def train_mode(self, flag: bool = True) -> None:
         for m in self.models().values():

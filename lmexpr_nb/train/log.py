@@ -2,6 +2,7 @@
 
     losses.csv   step, the loss terms (means over the log_every steps up to `step`), lr, seconds
     samples/step_NNNNNN.png   source | target | generated for a few fixed pairs
+    train_summary.json        what ran, on what, with which weights, how fast (run_summary)
 
 A resumed run keeps only the rows up to its checkpoint's step (a crash may have logged a few
 more), so no step appears twice and the file equals an uninterrupted run's.
@@ -12,6 +13,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 from lmexpr_nb.common.files import atomic_path
@@ -79,3 +81,50 @@ def sample_picture(cols: list[np.ndarray], which: str, step: int) -> Image.Image
         img = img.resize((img.width * f, img.height * f), Image.NEAREST)
     ImageDraw.Draw(img).text((2, 1), f"source | target | generated ({which} pairs), step {step}", fill=(0, 0, 0))
     return img
+
+
+def run_summary(tr, prov: dict, saved_step: int | None, status: str, start_step: int, seconds: float) -> dict:
+    """What train_summary.json holds for trainer `tr` (train/trainer.py's Trainer, its provenance
+    `prov` and last checkpoint's step) after a run that started at `start_step` and trained for
+    `seconds`: the status, the data, the recipe's settings, the device, the speed and where the
+    checkpoint, the log and the samples are."""
+    t = tr.cfg.train
+    done = tr.step - start_step
+    imgs = done * t.batch_size * tr.dist.world_size
+    return {
+        "status": status,
+        "profile": tr.cfg.profile,
+        "dataset": prov["dataset"],
+        "synthetic": prov["synthetic"],
+        "data_note": ("synthetic procedural faces, not real ones: numbers show the pipeline works, "
+                      "they are not the paper's") if prov["synthetic"] else "real faces",
+        "cache": str(tr.cache_path) if tr.cache_path else "in-memory cache",
+        "out_dir": str(tr.out_dir),
+        "pairs": len(tr.dataset),
+        "steps": int(t.steps),
+        "start_step": int(start_step),
+        "final_step": int(tr.step),
+        "steps_this_run": int(done),
+        "batch_size": int(t.batch_size),
+        "world_size": tr.dist.world_size,
+        "perceptual": prov["perceptual"],
+        "perceptual_weights": "stand-in (random init, not ImageNet VGG19)" if prov["perceptual_standin"]
+        else "ImageNet VGG19",
+        "standins": prov["standins"] or ["none"],
+        "device": prov["device"],
+        "device_name": torch.cuda.get_device_name(tr.device) if tr.device.type == "cuda" else "cpu",
+        "dtype": prov["dtype"],
+        "channels_last": tr.core.channels_last,
+        "compile": tr.core.compiled,
+        "deterministic": bool(t.deterministic),
+        "cpu_threads": torch.get_num_threads() if tr.device.type == "cpu" else None,
+        "seconds": round(seconds, 3),
+        "total_seconds": round(tr.elapsed, 3),
+        "images_per_second": round(imgs / seconds, 3) if seconds > 0 and done else None,
+        "final_losses": {k: round(v, 6) for k, v in (getattr(tr, "last_losses", None) or {}).items()},
+        "checkpoint": str(tr.ckpt_path) if saved_step is not None else None,
+        "checkpoint_step": saved_step,
+        "losses_csv": str(tr.out_dir / LOSSES_CSV),
+        "samples": tr.samples_written[-3:],
+        "torch": torch.__version__,
+    }

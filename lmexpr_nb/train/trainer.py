@@ -1,12 +1,13 @@
 """Trainer: a whole run on a preprocessed cache (data, the seeded pair stream, checkpoints,
 train_summary.json, resume and the NaN guard; losses.csv and the sample grids are written by
-log.py's functions; see the package docstring)."""
+log.py's functions; see the package docstring). `train` holds the folder's lock for the run."""
 from __future__ import annotations
 
 import json
 import os
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +17,22 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from lmexpr_nb.common import checkpoint as ckpt_io
-from lmexpr_nb.common.files import atomic_path, writable_dir, write_json
-from lmexpr_nb.config import Config
+from lmexpr_nb.common.files import atomic_path, exclusive_lock, writable_dir, write_json
+from lmexpr_nb.config import Config, check_config
 from lmexpr_nb.data.cache import load_cache
 from lmexpr_nb.data.pairs import PairDataset, PairStream, collate_batch
 from lmexpr_nb.model.generate import tensor_to_uint8
 from lmexpr_nb.train.core import TERMS, NonFiniteLossError, TrainCore, lr_at, seed_all, training_pairs
 from lmexpr_nb.train.device import resolve_device, setup_distributed
-from lmexpr_nb.train.log import LOSSES_CSV, append_loss_row, loss_row, sample_picture, sample_rows, start_loss_csv
+from lmexpr_nb.train.log import (
+    LOSSES_CSV,
+    append_loss_row,
+    loss_row,
+    run_summary,
+    sample_picture,
+    sample_rows,
+    start_loss_csv,
+)
 
 
 def _open_cache(cache_dir):
@@ -84,9 +93,7 @@ class Trainer:
             if old.model != cfg.model:
                 raise ValueError(f"{self.ckpt_path} was trained with a different model config; "
                                  f"resume with the same profile, or choose another --out")
-        t = cfg.train
-        if min(t.checkpoint_every, t.sample_every, t.log_every, t.batch_size, t.steps) < 1:
-            raise ValueError("train.steps, batch_size, checkpoint_every, sample_every and log_every must be >= 1")
+        t = check_config(cfg).train
 
         self.dataset = self._pairs("train", max_pairs)
         if len(self.dataset) == 0:
@@ -169,12 +176,25 @@ class Trainer:
             also = [TERMS[j] for j in cols[1:]]
             raise NonFiniteLossError(
                 f"non-finite loss at step {steps[i]}: {TERMS[cols[0]]} = {vals[i, cols[0]]}"
-                + (f" (also {', '.join(also)})" if also else "") + "; stopped, "
-                + (f"last good checkpoint kept: {self.ckpt_path} (step {self._saved_step})"
-                   if self._saved_step is not None else "no checkpoint was written yet"))
+                + (f" (also {', '.join(also)})" if also else "") + f"; stopped, {self._kept()}")
         self.window["sum"] = [a + float(b) for a, b in zip(self.window["sum"], vals.sum(0))]
         self.window["count"] += len(steps)
         self.last_losses = dict(zip(TERMS, (float(x) for x in vals[-1])))
+
+    def _kept(self) -> str:
+        return (f"last good checkpoint kept: {self.ckpt_path} (step {self._saved_step})"
+                if self._saved_step is not None else "no checkpoint was written")
+
+    def _check_sound(self) -> None:
+        """Before a sample grid or a checkpoint: the weights are sound (TrainCore.unsound, on the
+        sample pairs; all ranks agree), else NonFiniteLossError and nothing is written."""
+        why = self.core.unsound(self._sample_fixed[0])
+        if self.dist.enabled:
+            flag = torch.tensor([float(why is not None)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            why = why or ("another rank's weights are unsound" if flag.item() else None)
+        if why:
+            raise NonFiniteLossError(f"unsound weights after step {self.step}: {why}; stopped, {self._kept()}")
 
     def _csv_path(self) -> Path:
         return self.out_dir / LOSSES_CSV
@@ -236,47 +256,7 @@ class Trainer:
         return path
 
     def _summary(self, status: str, start_step: int, seconds: float) -> dict:
-        t = self.cfg.train
-        done = self.step - start_step
-        imgs = done * t.batch_size * self.dist.world_size
-        prov = self._provenance()
-        s = {
-            "status": status,
-            "profile": self.cfg.profile,
-            "dataset": prov["dataset"],
-            "synthetic": prov["synthetic"],
-            "data_note": ("synthetic procedural faces, not real ones: numbers show the pipeline works, "
-                          "they are not the paper's") if prov["synthetic"] else "real faces",
-            "cache": str(self.cache_path) if self.cache_path else "in-memory cache",
-            "out_dir": str(self.out_dir),
-            "pairs": len(self.dataset),
-            "steps": int(t.steps),
-            "start_step": int(start_step),
-            "final_step": int(self.step),
-            "steps_this_run": int(done),
-            "batch_size": int(t.batch_size),
-            "world_size": self.dist.world_size,
-            "perceptual": prov["perceptual"],
-            "perceptual_weights": "stand-in (random init, not ImageNet VGG19)" if prov["perceptual_standin"]
-            else "ImageNet VGG19",
-            "standins": prov["standins"] or ["none"],
-            "device": prov["device"],
-            "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
-            "dtype": prov["dtype"],
-            "channels_last": self.core.channels_last,
-            "compile": self.core.compiled,
-            "deterministic": bool(t.deterministic),
-            "cpu_threads": torch.get_num_threads() if self.device.type == "cpu" else None,
-            "seconds": round(seconds, 3),
-            "total_seconds": round(self.elapsed, 3),
-            "images_per_second": round(imgs / seconds, 3) if seconds > 0 and done else None,
-            "final_losses": {k: round(v, 6) for k, v in (getattr(self, "last_losses", None) or {}).items()},
-            "checkpoint": str(self.ckpt_path) if self._saved_step is not None else None,
-            "checkpoint_step": self._saved_step,
-            "losses_csv": str(self._csv_path()),
-            "samples": self.samples_written[-3:],
-            "torch": torch.__version__,
-        }
+        s = run_summary(self, self._provenance(), self._saved_step, status, start_step, seconds)
         if self.dist.is_main:
             write_json(self.out_dir / "train_summary.json", s)
         return s
@@ -366,6 +346,8 @@ class Trainer:
                     row = self._log_row(s, lr_at(s - 1, t))
                     bar.set_postfix(pixel=row["g_pixel"], g=row["g_total"], d_img=row["d_image"],
                                     d_geo=row["d_geometry"], refresh=False)
+                if do_sample or do_ckpt:
+                    self._check_sound()
                 if do_sample:
                     self.write_samples()
                 if do_ckpt:
@@ -388,10 +370,22 @@ class Trainer:
         return self._summary(status, start_step, seconds)
 
 
+LOCK = ".train.lock"
+
+
 def train(cfg: Config, cache_dir, out_dir, resume: bool = False, steps: int | None = None,
           device: str | None = None, progress: bool = True, stop_after: int | None = None,
           max_pairs: int | None = None) -> dict:
-    """Train and return the summary dict (also out_dir/train_summary.json). See Trainer."""
-    trainer = Trainer(cfg, cache_dir, out_dir, resume=resume, steps=steps, device=device, progress=progress,
-                      max_pairs=max_pairs)
-    return trainer.run(stop_after=stop_after)
+    """Train and return the summary dict (also out_dir/train_summary.json). See Trainer.
+
+    One training run at a time writes into out_dir: the run holds an fcntl lock on
+    `<out_dir>/.train.lock` from before it reads the checkpoint to its end, and a second one
+    (train, train --resume, notebook 03) is refused at once with BusyError (a ValueError naming
+    the holder's pid). The lock goes with the process, so one killed by kill -9 leaves none.
+    Under torchrun rank 0 holds it for the job."""
+    out = writable_dir(out_dir, "training output folder")
+    rank = int(os.environ.get("RANK", dist.get_rank() if dist.is_available() and dist.is_initialized() else 0))
+    with exclusive_lock(out / LOCK, "training run") if rank == 0 else nullcontext():
+        trainer = Trainer(cfg, cache_dir, out, resume=resume, steps=steps, device=device, progress=progress,
+                          max_pairs=max_pairs)
+        return trainer.run(stop_after=stop_after)
