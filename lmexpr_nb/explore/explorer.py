@@ -280,7 +280,7 @@ class ExpressionExplorer:
         t0 = time.perf_counter()
         try:
             p = save_gif(self.state, path, n)
-        except OSError as e:
+        except (OSError, ValueError) as e:   # a full disk; a generator that makes NaN (model/generate.py)
             self.status.value = _error(f"could not save {path}: {e}")
             return None
         finally:

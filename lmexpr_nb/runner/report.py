@@ -5,6 +5,13 @@ every table (tables/*.csv + .md), the key figures (figures/*.png, embedded in th
 provenance each notebook recorded in its metrics JSON, and the executed notebooks. A notebook
 that failed or did not run is listed as such, with the error.
 
+A run that executed only some notebooks (`lmexpr run --only 05`) into the folder of an earlier
+run leaves that run's tables and figures in place; the report shows them, each marked "Earlier
+run <run id> (started <time>), not remade by this run", with a line under the notebook
+table saying how many there are (runner/ledger.py records which run made each output). They are
+shown rather than hidden because a partial run usually redoes one step of a whole run, whose
+other results still stand; unmarked, they would pass for this run's.
+
 What a reader gets (choices where the issue was silent):
 - each table compacted (report_tables.compact_table): ours beside the paper's in few columns,
   rounded numbers, a short "made by" note under it (data, profile, weights, N), the table's
@@ -28,6 +35,7 @@ import re
 from pathlib import Path
 
 from lmexpr_nb.common.files import write_text
+from lmexpr_nb.runner.ledger import earlier_run
 from lmexpr_nb.runner.report_tables import compact_table, markdown, split_markdown
 
 KEY_FIGURES = ("fig6", "fig9", "fig8", "fig7", "masks", "losses", "explorer")
@@ -85,15 +93,28 @@ def _load(out: Path) -> dict:
     tables = sorted((out / "tables").glob("*.csv")) if (out / "tables").is_dir() else []
     figs = sorted((out / "figures").glob("*.png")) if (out / "figures").is_dir() else []
     figs.sort(key=lambda p: next((i for i, k in enumerate(KEY_FIGURES) if p.stem.startswith(k)), len(KEY_FIGURES)))
-    prov = {}
+    prov, unreadable = {}, []
     for m in sorted((out / "notebooks").glob("*.metrics.json")) if (out / "notebooks").is_dir() else []:
+        earlier = earlier_run(run, f"notebooks/{m.name}")
         try:
             for name, entry in json.loads(m.read_text()).items():
                 prov.setdefault(json.dumps(entry.get("provenance", {}), sort_keys=True), []).append(
-                    f"{m.name.split('.')[0]}:{name}")
+                    f"{m.name.split('.')[0]}:{name}" + (f" ({earlier})" if earlier else ""))
         except (ValueError, AttributeError):
-            continue
-    return {"run": run, "tables": tables, "figures": figs, "provenance": prov}
+            unreadable.append(f"notebooks/{m.name}")
+    earlier = [p.relative_to(out).as_posix() for p in tables + figs
+               if earlier_run(run, p.relative_to(out).as_posix())]
+    return {"run": run, "tables": tables, "figures": figs, "provenance": prov, "unreadable": unreadable,
+            "earlier": earlier}
+
+
+def _partial_note(d: dict) -> str | None:
+    """The line under the notebook table when tables or figures below are an earlier run's."""
+    if not d["earlier"]:
+        return None
+    ran = ", ".join(nb["notebook"] for nb in d["run"].get("notebooks", [])) or "no notebook"
+    return (f"This run ({d['run'].get('run_id')}) executed {ran}; {len(d['earlier'])} of the tables and figures "
+            f"below are from earlier runs in this folder and are marked so.")
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -171,25 +192,32 @@ def report_markdown(out: Path, pages: dict | None = None) -> str:
     not_run = [nb["notebook"] for nb in run.get("notebooks", []) if nb["status"] != "ok"]
     if not_run:
         lines += ["", f"**Did not complete:** {', '.join(not_run)}: their tables and figures are missing below."]
+    if _partial_note(d):
+        lines += ["", f"**Earlier results:** {_partial_note(d)}"]
     lines += ["", "## Tables (ours beside the paper's)", ""]
     if not d["tables"]:
         lines.append("(no tables were written)")
     for t in d["tables"]:
         title, ct, note = _table(t)
-        lines += [f"### {title}", "", markdown(ct), ""]
+        earlier = earlier_run(run, f"tables/{t.name}")
+        lines += [f"### {title}", "", *([f"**{earlier}.**", ""] if earlier else []), markdown(ct), ""]
         if note:
             lines += [f"<details><summary>How these numbers were made</summary>\n\n{note}\n\n</details>", ""]
         lines += [f"All columns: [{t.name}](tables/{t.name})", ""]
     lines += ["## Figures", ""]
     for f in d["figures"]:
         what, mirrors = figure_caption(f.stem)
+        earlier = earlier_run(run, f"figures/{f.name}")
         lines += [f"![{what}](figures/{f.name})", "",
-                  f"*{what}.*" + (f" Mirrors {mirrors}." if mirrors else "") + f" (`{f.name}`)", ""]
+                  f"*{what}.*" + (f" Mirrors {mirrors}." if mirrors else "") + f" (`{f.name}`)"
+                  + (f" **{earlier}.**" if earlier else ""), ""]
     if not d["figures"]:
         lines.append("(no figures were written)")
     lines += ["", "## Provenance recorded by the notebooks", ""]
     for prov, where in d["provenance"].items():
         lines.append(f"- **{', '.join(where)}**: {_provenance_line(prov)}")
+    for m in d["unreadable"]:
+        lines.append(f"- `{m}`: not a readable metrics JSON, left out")
     return "\n".join(lines) + "\n"
 
 
@@ -239,12 +267,16 @@ def report_html(out: Path, pages: dict | None = None) -> str:
     if not_run:
         parts.append(f"<p><b>Did not complete:</b> {e(', '.join(not_run))}: their tables and figures are missing "
                      "below.</p>")
+    if _partial_note(d):
+        parts.append(f"<p class='banner'><b>Earlier results:</b> {e(_partial_note(d))}</p>")
     parts.append("<h2>Tables (ours beside the paper's)</h2>")
     if not d["tables"]:
         parts.append("<p>(no tables were written)</p>")
     for t in d["tables"]:
         title, ct, note = _table(t)
-        parts.append(f"<h3>{e(title)}</h3>{_html_table(ct)}")
+        earlier = earlier_run(run, f"tables/{t.name}")
+        parts.append(f"<h3>{e(title)}</h3>" + (f"<p class='banner'>{e(earlier)}.</p>" if earlier else "")
+                     + _html_table(ct))
         if note:
             parts.append(f"<details><summary>How these numbers were made</summary><p>{e(note)}</p></details>")
         parts.append(f"<p class='made'>All columns: <a href='tables/{e(t.name)}'>{e(t.name)}</a>"
@@ -255,13 +287,17 @@ def report_html(out: Path, pages: dict | None = None) -> str:
         parts.append("<p>(no figures were written)</p>")
     for f in d["figures"]:
         what, mirrors = figure_caption(f.stem)
+        earlier = earlier_run(run, f"figures/{f.name}")
         b64 = base64.b64encode(f.read_bytes()).decode()
         parts.append(f"<figure><img src='data:image/png;base64,{b64}' alt='{e(what)}'>"
                      f"<figcaption><b>{e(what)}.</b>" + (f" Mirrors {e(mirrors)}." if mirrors else "")
-                     + f" <span class='file'>{e(f.name)}</span></figcaption></figure>")
+                     + f" <span class='file'>{e(f.name)}</span>"
+                     + (f" <b>{e(earlier)}.</b>" if earlier else "") + "</figcaption></figure>")
     parts.append("<h2>Provenance recorded by the notebooks</h2>")
     for prov, where in d["provenance"].items():
         parts.append(f"<p class='made'><b>{e(', '.join(where))}</b><br>{e(_provenance_line(prov))}</p>")
+    for m in d["unreadable"]:
+        parts.append(f"<p class='made'><code>{e(m)}</code>: not a readable metrics JSON, left out</p>")
     return (f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
             f"content='width=device-width, initial-scale=1'><title>lmexpr-nb report: {e(run.get('profile', '?'))}"
             f"</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")

@@ -6,12 +6,17 @@ kernel (`python3`, this environment's own) into `outputs/<profile>/`:
 
     outputs/<profile>/notebooks/NN_name.ipynb        executed copy
     outputs/<profile>/notebooks/NN_name.metrics.json  numbers the notebook saved (never scraped)
+    outputs/<profile>/notebooks/NN_name.kernel.log    the kernel's own stdout/stderr (not cell outputs)
     outputs/<profile>/figures/, tables/, cache/, train/  what the notebooks write
-    outputs/<profile>/run.json                       per-notebook status, seconds, provenance
+    outputs/<profile>/run.json                       per-notebook status, seconds, provenance, this
+                                                     run's id and which run made each output (ledger.py)
 
 Parameters given to every notebook: profile, out_dir, dataset, data_root, cache_dir,
 interactive (False under papermill), metrics_path, plus the profile's `notebooks:` entries.
-A failing notebook stops the run with its name, the failing cell and the error.
+A failing notebook stops the run with its name, the failing cell and the error. Ctrl-C stops it
+with one line ("interrupted during 03_training; rerun to continue", exit status 130); run.json
+then says "interrupted" for that notebook and "not run" for the rest, and the report is written.
+A notebook's metrics JSON is cleared before it runs, so it holds that execution's numbers only.
 
 Paths (a profile file, --data, --out) are resolved against the caller's working directory
 before anything runs, since the notebooks execute in the output folder. The profile is loaded
@@ -32,11 +37,16 @@ from lmexpr_nb import __version__
 from lmexpr_nb.common.files import writable_dir, write_json
 from lmexpr_nb.config import load_profile, notebook_parameters
 from lmexpr_nb.runner.context import DATASETS, NOTEBOOK_DIR, REPO, ensure_dir, ensure_synthetic
+from lmexpr_nb.runner.ledger import new_run_id, outputs_ledger, previous_outputs, snapshot
 from lmexpr_nb.runner.report import write_report
 
 
 class NotebookFailed(RuntimeError):
     """A notebook raised: carries the notebook, the failing cell and the error."""
+
+
+class RunInterrupted(RuntimeError):
+    """Ctrl-C during a notebook: run.json marks it "interrupted" and the rest "not run"."""
 
 
 def list_notebooks(only: list[str] | None = None, folder: Path | None = None) -> list[Path]:
@@ -72,41 +82,75 @@ def run_profile(profile: str = "smoke", out: str | Path | None = None, data: str
         dataset = "ckplus"  # a real tree given to a synthetic profile is read as CK+, and labelled real
     summary = {"profile": profile_name, "out_dir": str(out), "dataset": dataset, "data_root": str(data),
                "kit_version": __version__, "python": platform.python_version(), "platform": platform.platform(),
-               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "notebooks": []}
+               "run_id": new_run_id(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "notebooks": []}
     summary.update(_versions())
     notebooks = list_notebooks(only, notebooks_dir)
+    before, previous = snapshot(out), previous_outputs(out)
+
+    def save():
+        summary["outputs"] = outputs_ledger(out, before, previous, summary["run_id"], summary["started"])
+        write_json(out / "run.json", summary)
+
+    stopped = None
     for i, nb in enumerate(notebooks):
+        metrics = nb_out / f"{nb.stem}.metrics.json"
         params = {"profile": str(profile), "out_dir": str(out), "dataset": dataset, "data_root": str(data),
-                  "cache_dir": str(out / "cache"), "interactive": False,
-                  "metrics_path": str(nb_out / f"{nb.stem}.metrics.json")}
+                  "cache_dir": str(out / "cache"), "interactive": False, "metrics_path": str(metrics)}
         params.update(notebook_parameters(profile, nb.stem))
         params["dataset"] = dataset
         entry = {"notebook": nb.stem, "executed": str(nb_out / nb.name), "status": "running"}
         summary["notebooks"].append(entry)
         log(f"[{i + 1}/{len(notebooks)}] {nb.name} ...")
+        metrics.unlink(missing_ok=True)      # the numbers of this execution only, as in its executed copy
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(str(nb), str(nb_out / nb.name), parameters=params, kernel_name=kernel,
-                                cwd=str(out), progress_bar=False, log_output=False)
+                                cwd=str(out), progress_bar=False, log_output=False,
+                                kernel_manager_class=_kernel_logged_to(nb_out / f"{nb.stem}.kernel.log"))
             entry["status"] = "ok"
+        except KeyboardInterrupt:            # Ctrl-C: this notebook and the rest did not finish
+            entry["status"] = stopped = "interrupted"
         except Exception as e:  # papermill wraps the kernel's error; name the cell
-            entry["status"] = "failed"
-            entry["error"] = _describe_failure(nb_out / nb.name, e)
-            for later in notebooks[i + 1:]:
-                summary["notebooks"].append({"notebook": later.stem, "status": "not run"})
+            entry["status"] = stopped = "interrupted" if getattr(e, "ename", "") == "KeyboardInterrupt" else "failed"
+            if stopped == "failed":
+                entry["error"] = _describe_failure(nb_out / nb.name, e)
         finally:
+            if stopped:
+                summary["notebooks"] += [{"notebook": later.stem, "status": "not run"} for later in notebooks[i + 1:]]
             entry["seconds"] = round(time.perf_counter() - t0, 1)
             summary["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-            write_json(out / "run.json", summary)
+            save()
         log(f"      {entry['status']} in {entry['seconds']} s")
-        if entry["status"] == "failed":
+        if stopped:
             break
-    summary["report"] = [str(p) for p in write_report(out)]
-    write_json(out / "run.json", summary)
+    try:
+        summary["report"] = [str(p) for p in write_report(out)]
+    except KeyboardInterrupt:
+        if stopped != "interrupted":
+            raise
+    save()
+    if stopped == "interrupted":
+        raise RunInterrupted(f"interrupted during {entry['notebook']}; rerun to continue")
     failed = [e for e in summary["notebooks"] if e["status"] == "failed"]
     if failed:
         raise NotebookFailed(f"{failed[0]['notebook']}: {failed[0]['error']} (executed copy: {failed[0]['executed']})")
     return summary
+
+
+def _kernel_logged_to(path: Path):
+    """The kernel manager class papermill starts each notebook's kernel with: the kernel's own
+    stdout and stderr (its startup warnings, C-level messages, its noise when the run is
+    interrupted) go to `path` (notebooks/NN_name.kernel.log), not to the terminal; cell outputs
+    are in the executed notebook as always."""
+    from jupyter_client.manager import AsyncKernelManager  # lazy: Jupyter, only to execute notebooks
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            with open(path, "wb") as f:      # the kernel keeps its own copy of the descriptor
+                kw.setdefault("stdout", f)
+                kw.setdefault("stderr", f)
+                return await super().start_kernel(**kw)
+    return LoggedKernelManager
 
 
 def resolve_profile_arg(profile: str | Path) -> str:
@@ -172,6 +216,9 @@ def run_main(argv: list[str] | None = None) -> int:
         msg = text.strip().splitlines()
         print(f"lmexpr run: {msg[0] if msg else type(e).__name__}", file=sys.stderr)
         return 2
+    except (RunInterrupted, KeyboardInterrupt) as e:
+        print(f"lmexpr run: {e or 'interrupted; rerun to continue'}", file=sys.stderr)
+        return 130
     print(f"\nexecuted notebooks: {s['out_dir']}/notebooks/\nfigures: {s['out_dir']}/figures/\n"
           f"tables: {s['out_dir']}/tables/\nrun summary: {s['out_dir']}/run.json")
     for r in s.get("report", []):
