@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from jupyter_client.manager import AsyncKernelManager
 
 from lmexpr_nb import __version__
 from lmexpr_nb.common.files import writable_dir, write_json
@@ -142,8 +143,6 @@ def _kernel_logged_to(path: Path):
     stdout and stderr (its startup warnings, C-level messages, its noise when the run is
     interrupted) go to `path` (notebooks/NN_name.kernel.log), not to the terminal; cell outputs
     are in the executed notebook as always."""
-    from jupyter_client.manager import AsyncKernelManager  # lazy: Jupyter, only to execute notebooks
-
     class LoggedKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw):
             with open(path, "wb") as f:      # the kernel keeps its own copy of the descriptor

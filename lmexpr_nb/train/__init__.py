@@ -24,7 +24,13 @@ interrupted-and-resumed run ends with bit-identical weights to an uninterrupted 
 
 NaN guard: the loss terms are checked (all ranks together) before every log row, sample
 and checkpoint; a non-finite term stops the run with NonFiniteLossError naming the first
-bad step and term, and nothing is saved after the last good checkpoint.
+bad step and term, and nothing is saved after the last good checkpoint. Before every sample
+grid and checkpoint the weights themselves are checked too (core.TrainCore.unsound: finite and
+not blown up, optimiser state finite, finite outputs on the sample pairs), since finite losses
+say nothing of what the last update left; unsound weights stop the run the same way.
+
+One run at a time writes into out_dir (trainer.train holds `<out_dir>/.train.lock`): a second
+one is refused at once, naming the holder's pid.
 
 Modules: core.py (TrainCore: one training step, lr schedule, the GAN switch), device.py (devices,
 AMP, the torchrun process group), trainer.py (Trainer: data, checkpoints, samples, the loop),
