@@ -238,8 +238,8 @@ LIMITS = {
     "data.val_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
     "data.detector_upsample": (lambda v: v >= 0, "0 or more"),
     "model.image_size": (lambda v: 16 <= v <= 4096, "between 16 and 4096 pixels"),
-    "model.num_landmarks": (lambda v: v == 68, "68 (dlib's iBUG points: the kit's detector, crops and heatmaps "
-                                                "have no other layout)"),
+    "model.num_landmarks": (lambda v: v == 68, ("68 (dlib's iBUG points: the kit's detector, crops and heatmaps "
+                                                 "have no other layout)")),
     "model.num_classes": (lambda v: v >= 1, "1 or more"),
     "model.ngf": (lambda v: v >= 1, "1 or more channels"),
     "model.ndf": (lambda v: v >= 1, "1 or more channels"),
@@ -253,8 +253,8 @@ LIMITS = {
     "loss.lambda_pixel": (lambda v: v >= 0, "0 or more"),
     "train.steps": (lambda v: v >= 1, "1 or more"),
     "train.batch_size": (lambda v: v >= 1, "1 or more"),
-    "train.lr": (lambda v: 0 < v <= FLOAT32_MAX, f"a positive number a float32 optimiser can hold (at most "
-                                                  f"{FLOAT32_MAX:.2g})"),
+    "train.lr": (lambda v: 0 < v <= FLOAT32_MAX, (f"a positive number a float32 optimiser can hold (at most "
+                                                   f"{FLOAT32_MAX:.2g})")),
     "train.beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "train.beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "train.lr_decay_start": (lambda v: 0 <= v <= 1, "a fraction of the steps in [0, 1]"),
@@ -287,7 +287,7 @@ def check_settings(section, where: str):
     return section
 
 
-def check_config(cfg: "Config") -> "Config":
+def check_config(cfg: Config) -> Config:
     """Every section through check_settings, then the rules between settings. Config.from_dict and
     .updated (so load_profile and every checkpoint's config) call it; so does the trainer."""
     for section in ("data", "model", "loss", "train", "eval"):

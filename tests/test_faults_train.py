@@ -188,6 +188,7 @@ def _crop(tiny):
 @fault("silent wrong result")
 def test_nan_outputs_are_an_error_naming_the_checkpoint_never_a_black_face(tiny, tmp_path):
     from lmexpr_nb.data.cache import load_cache
+    from lmexpr_nb.experiments.figures import figure_same_identity
     from lmexpr_nb.explore import infer
     from lmexpr_nb.explore.expressions import learn_displacements
     from lmexpr_nb.explore.state import ExplorerState, Source, render
@@ -204,6 +205,10 @@ def test_nan_outputs_are_an_error_naming_the_checkpoint_never_a_black_face(tiny,
     emodel = learn_displacements(load_cache(tiny["cache_dir"]), "train")
     state = ExplorerState.from_source(model.generator, model.config.model, emodel, Source(img, lm))
     api_error(ValueError, lambda: render(state), str(path))   # the explorer's view
+    fig = tmp_path / "fig9_same_identity.png"                    # a figure of notebook 04
+    api_error(ValueError, lambda: figure_same_identity(load_cache(tiny["cache_dir"]), model.generator, fig, {}),
+              str(path))
+    assert not fig.exists()
 
 
 # ============================================================================= side files beside a checkpoint
@@ -393,8 +398,7 @@ def test_profile_value_the_kit_cannot_honour_is_one_line(capsys, cache_dir, tmp_
 
 
 @fault("traceback")
-@pytest.mark.parametrize("item, needle", [("model.ngf={", "model.ngf"), ("model.ngf=0", "config.model.ngf"),
-                                          ("model.ngf", "section.key=value")])
+@pytest.mark.parametrize("item, needle", [("model.ngf={", "model.ngf={"), ("model.ngf=0", "config.model.ngf")])
 def test_bench_learn_set_that_is_not_a_setting_is_one_line(capsys, tmp_path, item, needle):
     cli_error(capsys, "bench", "learn", "--set", item, "--out", tmp_path / "b", needles=[needle])
     assert not (tmp_path / "b").exists()

@@ -104,13 +104,13 @@ class NotebookContext:
         path = Path(self.metrics_path)
         try:
             data = json.loads(path.read_text()) if path.is_file() else {}
+            problem = None if isinstance(data, dict) else f"a JSON {type(data).__name__}, not an object"
         except ValueError as e:             # JSONDecodeError, or bytes that are no text
-            raise ValueError(f"{path} is not a readable metrics file ({getattr(e, 'msg', None) or type(e).__name__}"
-                             + (f", line {e.lineno} column {e.colno}" if hasattr(e, "lineno") else "")
-                             + "): delete it and run the notebook again") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} is not a metrics file (a JSON {type(data).__name__}, not an object): delete it "
-                             f"and run the notebook again")
+            problem = (f"{getattr(e, 'msg', None) or type(e).__name__}"
+                       + (f", line {e.lineno} column {e.colno}" if hasattr(e, "lineno") else ""))
+        if problem:
+            raise ValueError(f"{path} is not a readable metrics file ({problem}): delete it and run the notebook "
+                             f"again")
         data[name] = {"values": values, "provenance": self.provenance()}
         write_json(path, data)
         return values

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -145,10 +146,13 @@ def _kernel_logged_to(path: Path):
     are in the executed notebook as always."""
     class LoggedKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw):
-            with open(path, "wb") as f:      # the kernel keeps its own copy of the descriptor
-                kw.setdefault("stdout", f)
-                kw.setdefault("stderr", f)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:                             # the kernel keeps its own copy of the descriptor
+                kw.setdefault("stdout", fd)
+                kw.setdefault("stderr", fd)
                 return await super().start_kernel(**kw)
+            finally:
+                os.close(fd)
     return LoggedKernelManager
 
 
