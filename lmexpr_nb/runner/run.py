@@ -220,7 +220,7 @@ def run_main(argv: list[str] | None = None) -> int:
         print(f"lmexpr run: {msg[0] if msg else type(e).__name__}", file=sys.stderr)
         return 2
     except (RunInterrupted, KeyboardInterrupt) as e:
-        print(f"lmexpr run: {e or 'interrupted; rerun to continue'}", file=sys.stderr)
+        print(f"lmexpr run: {str(e) or 'interrupted; rerun to continue'}", file=sys.stderr)
         return 130
     print(f"\nexecuted notebooks: {s['out_dir']}/notebooks/\nfigures: {s['out_dir']}/figures/\n"
           f"tables: {s['out_dir']}/tables/\nrun summary: {s['out_dir']}/run.json")

@@ -66,7 +66,7 @@ class Trainer:
             cfg = cfg.updated({"train": {"steps": int(steps)}})
         if device is not None:
             cfg = cfg.updated({"train": {"device": device}})
-        self.cfg = cfg
+        self.cfg = cfg = check_config(cfg)        # a Config built or changed in code, too
         self.out_dir = writable_dir(out_dir, "training output folder")   # before any work
         self.progress = progress
         self.cache, self.cache_path = _open_cache(cache_dir)
@@ -93,7 +93,7 @@ class Trainer:
             if old.model != cfg.model:
                 raise ValueError(f"{self.ckpt_path} was trained with a different model config; "
                                  f"resume with the same profile, or choose another --out")
-        t = check_config(cfg).train
+        t = cfg.train
 
         self.dataset = self._pairs("train", max_pairs)
         if len(self.dataset) == 0:
