@@ -98,9 +98,9 @@ def one_line(text: str) -> str:
     return lines[0]
 
 
-def preprocess_cli(root: Path, out: Path, dataset: str = "folder", timeout: float = 240):
+def preprocess_cli(root: Path, out: Path, dataset: str = "folder", timeout: float = 240, env: dict | None = None):
     """`python -m lmexpr_nb preprocess` in a child process (a hang is a failure, not a stuck suite)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
     r = subprocess.run([sys.executable, "-m", "lmexpr_nb", "preprocess", "--dataset", dataset, "--root", str(root),
                         "--out", str(out), "--image-size", "32", "--val-fraction", "0"],
                        capture_output=True, text=True, env=env, timeout=timeout, check=False)
@@ -255,14 +255,17 @@ def test_the_kits_pixel_limit_is_its_own_setting_and_8000x6000_keeps_working(tmp
     pts = np.asarray(infer.prepare_face(ASTRO, 64).frame_landmarks) + [3000, 2000]
     photo = np.full((6000, 8000, 3), 90, np.uint8)
     photo[2000:2512, 3000:3512] = ASTRO
-    res = infer.edit_face(photo, np.zeros((68, 2)), generator=Echo(), cfg=CFG, landmarks_in="crop", source_landmarks=pts)
+    res = infer.edit_face(photo, np.zeros((68, 2)), generator=Echo(), cfg=CFG, landmarks_in="crop",
+                          source_landmarks=pts)
     assert res.frame.shape == photo.shape
     monkeypatch.setenv("LMEXPR_MAX_PIXELS", "40e6")
     with pytest.raises(BadImage, match=r"8000x6000 pixels, 48 megapixels\): the kit reads up to 40 megapixels"):
         read_image(big)
     monkeypatch.setenv("LMEXPR_MAX_PIXELS", "lots")
-    with pytest.raises(ValueError, match="LMEXPR_MAX_PIXELS must be a positive number"):
+    with pytest.raises(ValueError, match="^LMEXPR_MAX_PIXELS must be a positive number"):
         read_image(big)
+    r, _ = preprocess_cli(tmp_path / "no-such-root", tmp_path / "c", env={"LMEXPR_MAX_PIXELS": "lots"})
+    assert r.returncode == 2 and one_line(r.stderr).startswith("lmexpr preprocess: LMEXPR_MAX_PIXELS must be")
 
 
 def test_explorer_upload_of_a_huge_image_shows_the_error_and_clears_the_busy_line(huge_png, tmp_path):

@@ -3,6 +3,7 @@
 What a person sees, top to bottom:
 
     subject | frame | your photo (upload) | source is
+    face picker, only for a photo with several faces: face 0, 1, ... (by confidence) + the photo
     expression, intensity, landmark donor   |  mouth, smile, brow, eyes
     three captioned pictures: source + its landmarks | target landmarks | generated face
     a note, only when it matters (a real photo given to a model trained only on synthetic
@@ -19,7 +20,10 @@ Choices where the issue was silent:
   An uploaded photo becomes the subject entry "your photo" (pick it again to return to it).
 - A photo's expression is unknown: "source is" is left empty and the note asks for it;
   until then neutral is assumed (said in the status line). The kit does not guess it.
-- Saved files are named from the whole state: source (subject-row or photo-<name>),
+- A photo with several faces: face 0, the one dlib is most confident of, is edited first; the
+  picker (faces.py) offers the others. Another face's expression is unknown again.
+- Saved files are named from the whole state: source (subject-row or photo-<name>, at most 40
+  characters of the upload's name, a hash of the whole name added when cut; -face<i> if several),
   expression-intensity, donor-<subject>, each moved region with its signed amount, then a
   counter, e.g. explorer_S004-12_happy-1.00_donor-S001_mouth+0.50_0.png.
 - `trained_on` is the checkpoint's provenance (model/trained.py's TrainedModel.provenance);

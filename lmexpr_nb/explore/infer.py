@@ -134,7 +134,8 @@ def prepare_face(image, image_size: int, margin: float | None = None, detector=N
         pts = np.asarray(det.shape(frame, box), dtype=np.float64)
     else:
         if face != 0:
-            raise ValueError(f"face={face!r} picks one of the faces dlib finds; with source_landmarks nothing is detected")
+            raise ValueError(f"face={face!r} picks one of the faces dlib finds; with source_landmarks "
+                             f"nothing is detected")
         pts = _points("source_landmarks", source_landmarks, (-0.25 * w, -0.25 * h, 1.25 * w, 1.25 * h),
                       f"the {w}x{h} photo")
     box = crop_box(pts, margin)

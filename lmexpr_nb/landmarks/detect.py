@@ -9,7 +9,13 @@ places the shape predictor's box from the previous frame's landmarks (the box-to
 geometry of the first detection is remembered), re-detecting only when the tracked shape
 jumps in size or position. Detection runs on a frame downscaled so that it is at most
 `detect_width` px wide (faces in these datasets are > 200 px tall, far above HOG's 80 px minimum);
-the shape predictor always runs at full resolution.
+the shape predictor always runs at full resolution. Several faces come most confident first
+(LandmarkDetector says how a weak candidate counts); the small copy is tried first, so beside a
+face found there, faces too small to be found on it are not looked for.
+
+Reading: `read_image` is the kit's one image reader (preprocessing, edit, the explorer's upload):
+EXIF orientation, 16-bit and palette/CMYK images, the first frame of an animation, and a one-line
+BadImage for what it cannot read (a FIFO, HEIC, an image over MAX_PIXELS, a broken file).
 
 Crop: the landmarks' bounding box grown by `margin` per side, made square, clipped to
 integer pixels, padded by edge replication where it leaves the frame, resized to `size`.
@@ -84,29 +90,33 @@ def max_pixels() -> int:
     return value
 
 
-def _too_large(pixels: int | None, size: str = "") -> BadImage:
+def _too_large(pixels: int | None, limit: int, size: str = "") -> BadImage:
     what = f"{size}{pixels / 1e6:.0f} megapixels" if pixels else "over Pillow's decompression-bomb limit"
-    return BadImage(f"image too large ({what}): the kit reads up to {max_pixels() / 1e6:g} megapixels "
+    return BadImage(f"image too large ({what}): the kit reads up to {limit / 1e6:g} megapixels "
                     f"(downscale it, or raise LMEXPR_MAX_PIXELS)")
+
+
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 
 
 def _heif(head: bytes) -> bool:
     """An ISO-BMFF HEIC/HEIF file (what phones save), which Pillow cannot decode."""
-    return head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
 
 
 def read_image(source) -> np.ndarray:
     """The kit's one image reader: a path, encoded bytes (an upload), a PIL image or an array ->
     (H, W, 3) uint8 RGB. Files, bytes and PIL images are turned upright by their EXIF orientation
-    (an array carries none); 16-bit and 32-bit integer images are scaled by their bit depth (see
-    to_rgb_uint8), RGBA/LA drop alpha, palette, CMYK and other modes are converted, an animation
-    gives its first frame. Refused with BadImage (a ValueError whose one-line message is the
+    (an array carries none); 16-bit images are scaled by their bit depth (see to_rgb_uint8; 32-bit
+    integers are clipped to 16 bits first), RGBA/LA drop alpha, palette, CMYK and other modes are
+    converted, an animation gives its first frame. Refused with BadImage (a ValueError whose one-line message is the
     recorded skip reason): a missing file, a FIFO or other non-regular file (opening one would
     wait forever), an image over max_pixels(), HEIC, anything Pillow cannot decode."""
-    if isinstance(source, Image.Image):
-        return _decode(source)
-    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)):
         return to_rgb_uint8(source)
+    limit = max_pixels()
+    if isinstance(source, Image.Image):
+        return _decode(source, limit)
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
@@ -123,12 +133,12 @@ def read_image(source) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # the kit's own limit decides
             with Image.open(fp) as im:
-                return _decode(im)
+                return _decode(im, limit)
     except FileNotFoundError:
         raise BadImage("file not found") from None
     except Image.DecompressionBombError as e:       # over Pillow's own limit, before the kit's check
         pixels = re.search(r"\((\d+) pixels\)", str(e))
-        raise _too_large(int(pixels.group(1)) if pixels else None) from None
+        raise _too_large(int(pixels.group(1)) if pixels else None, limit) from None
     except MemoryError:
         raise BadImage("not enough memory to decode this image") from None
     except BadImage:
@@ -138,11 +148,11 @@ def read_image(source) -> np.ndarray:
         raise BadImage(f"unreadable image ({type(e).__name__}: {first})") from None
 
 
-def _decode(im: Image.Image) -> np.ndarray:
-    """A PIL image (only its header read so far) -> (H, W, 3) uint8, upright."""
+def _decode(im: Image.Image, limit: int) -> np.ndarray:
+    """A PIL image (only its header read so far) -> (H, W, 3) uint8, upright; refused over `limit` pixels."""
     w, h = im.size
-    if w * h > max_pixels():
-        raise _too_large(w * h, f"{w}x{h} pixels, ")
+    if w * h > limit:
+        raise _too_large(w * h, limit, f"{w}x{h} pixels, ")
     im.load()
     try:
         upright = ImageOps.exif_transpose(im)

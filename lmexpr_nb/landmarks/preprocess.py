@@ -40,7 +40,15 @@ from lmexpr_nb.config import DataConfig
 from lmexpr_nb.data.cache import CacheError, FaceCache, load_cache, load_report, save_cache
 from lmexpr_nb.data.readers import read_dataset
 from lmexpr_nb.data.records import CLASSES
-from lmexpr_nb.landmarks.detect import BadImage, LandmarkDetector, crop_and_resize, crop_box, read_image, track_sequence
+from lmexpr_nb.landmarks.detect import (
+    BadImage,
+    LandmarkDetector,
+    crop_and_resize,
+    crop_box,
+    max_pixels,
+    read_image,
+    track_sequence,
+)
 
 FLAT_STD = 2.0            # grey levels (of 255) in the landmarks' box: below this there is nothing there
 NOISE_CORRELATION = 0.4   # mean neighbour correlation of the box's 64x64 grey copy: below this, pixel noise
@@ -168,6 +176,7 @@ def preprocess_dataset(dataset: str, root, out_dir, cfg: DataConfig | None = Non
     The output folder is checked before any work; a second call into the same folder while one
     runs raises io.BusyError (a ValueError) at once."""
     cfg = check_data_config(cfg or DataConfig())
+    max_pixels()                      # a bad $LMEXPR_MAX_PIXELS stops here, before any work
     out_dir = writable_dir(out_dir, "preprocessing output folder")
     with exclusive_lock(out_dir / LOCK, "preprocess"):
         return _preprocess(dataset, root, out_dir, cfg, workers, progress, force, track)
