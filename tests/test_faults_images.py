@@ -355,6 +355,8 @@ def test_fifos_named_like_emotion_landmarks_and_image_files_are_recorded_skips(s
     skips = skips_of(rep)
     for p in (emo, lm, img):
         assert "not a regular file" in skips[p.name], skips
+    with pytest.raises(BadImage, match="not a regular file"):
+        infer.prepare_face(img, 64)                                          # edit(path) does not wait either
     assert rep["frames_kept"] == 24                                          # the Emotion FIFO's sequence is out
 
 
