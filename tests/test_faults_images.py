@@ -174,7 +174,7 @@ def test_edit_says_how_many_faces_and_face_picks_another_in_order_of_confidence(
         infer.edit_face(ASTRO, np.zeros((68, 2)), generator=Echo(), cfg=CFG, landmarks_in="crop")
 
 
-def test_detector_counts_a_weak_candidate_only_when_it_is_the_only_one():
+def test_the_mission_patch_is_no_third_face_beside_two_real_ones():
     det = LandmarkDetector(detect_width=0)
     found = det.detections(two_faces())
     assert len(found) == 2 and all(s > 1.0 for _, s in found)       # the patch (0.18) is no third face
