@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lmexpr_nb.config import Config, ModelConfig
-from lmexpr_nb.explore import expressions as ex, infer
+from lmexpr_nb.explore import expressions as ex, infer, paste
 from lmexpr_nb.model import nets
 
 CFG = Config.from_dict({"model": {"image_size": 64, "ngf": 4, "ndf": 4, "n_blocks": 1, "heatmap_sigma": 1.5}})
@@ -65,7 +65,7 @@ def test_constant_generator_changes_only_the_face_box(photo):
     changed = np.abs(res.frame.astype(int) - photo).max(-1) > 0
     ys, xs = np.nonzero(changed)
     inv = np.linalg.inv(res.face.to_crop)
-    corners = infer._apply(inv, np.array([[-0.5, -0.5], [63.5, 63.5]]))
+    corners = paste.apply_matrix(inv, np.array([[-0.5, -0.5], [63.5, 63.5]]))
     assert xs.min() >= corners[0, 0] - 1 and xs.max() <= corners[1, 0] + 1
     assert ys.min() >= corners[0, 1] - 1 and ys.max() <= corners[1, 1] + 1
     cx, cy = res.face.frame_landmarks[30].astype(int)                  # nose tip: fully replaced
@@ -121,10 +121,10 @@ def test_paste_back_geometry_without_dlib():
     frame = np.zeros((100, 120, 3), np.uint8)
     to_crop = np.array([[0.5, 0, -10], [0, 0.5, -5], [0, 0, 1.0]])     # photo box x 20..84, y 10..74 -> 32 px crop
     crop = np.full((32, 32, 3), 200, np.uint8)
-    out, wgt, (y0, y1, x0, x1) = infer.paste_back(frame, crop, to_crop, np.ones((32, 32)))
+    out, wgt, (y0, y1, x0, x1) = paste.paste_back(frame, crop, to_crop, np.ones((32, 32)))
     assert (out[12:72, 22:82] == 200).all()
     assert (out[:9] == 0).all() and (out[76:] == 0).all() and (out[:, :19] == 0).all() and (out[:, 86:] == 0).all()
-    m = infer.feather_mask(32, 0.25)
+    m = paste.feather_mask(32, 0.25)
     assert m[16, 16] == 1 and m[0, 16] < 0.1 and np.allclose(m, m.T)
 
 
@@ -190,7 +190,7 @@ def test_face_mask_keeps_the_crop_corners_and_replaces_the_face(photo, face):
     assert (box.frame[cy, cx] == 255).all() and (hull.frame[cy, cx] == 255).all()
     # a point inside the crop footprint near its bottom-left corner, beside the jaw (outside the face):
     # the box mask replaces it, the face mask leaves the photo there
-    corner = np.round(infer._apply(np.linalg.inv(face.to_crop), np.array([[0.15 * 64, 0.85 * 64]]))[0]).astype(int)
+    corner = np.round(paste.apply_matrix(np.linalg.inv(face.to_crop), np.array([[0.15 * 64, 0.85 * 64]]))[0]).astype(int)
     x, y = corner
     assert (box.frame[y, x] == 255).all()
     assert np.array_equal(hull.frame[y, x], photo[y, x])

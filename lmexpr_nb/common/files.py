@@ -12,7 +12,8 @@ one. Details a user would otherwise trip over:
   keeps its mode, a new one gets 0o666 minus the umask (mkstemp's 0o600 is not kept).
 
 `writable_dir` checks an output folder before any work starts; `exclusive_lock` keeps a
-second writer out of a folder (fcntl, released when the process ends, however it ends).
+second writer out of a folder (fcntl, released when the process ends, however it ends);
+`not_regular` says why a path is no file to read (a FIFO would block its reader forever).
 """
 from __future__ import annotations
 
@@ -207,3 +208,17 @@ def exclusive_lock(path: str | os.PathLike, what: str = "writer"):
             fcntl.flock(f, fcntl.LOCK_UN)
     finally:
         f.close()
+
+
+def not_regular(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be read as a file, in a few words (None: a regular file, or a link to
+    one). Opening a FIFO would wait forever for a writer, so readers ask this first."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken link" if os.path.islink(path) else "file not found"
+    except OSError as e:
+        return "a link loop" if e.errno == errno.ELOOP else f"cannot be read ({e.strerror})"
+    if stat.S_ISDIR(mode):
+        return "a folder where a file was expected"
+    return None if stat.S_ISREG(mode) else "not a regular file (a FIFO, socket or device): not read"

@@ -8,16 +8,20 @@ only the sequences that have an Emotion file (327 of 593).
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from lmexpr_nb.common.files import not_regular
 from lmexpr_nb.config import DataConfig
 from lmexpr_nb.data.records import CLASSES, Record, class_index
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp", ".gif", ".avif"}
+# image formats a folder may hold that Pillow cannot decode (HEIC/HEIF phone photos, camera raw, vector)
+UNREADABLE_EXTS = {".heic", ".heif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raw", ".svg"}
 SYNTHETIC_MARKER = "SYNTHETIC.md"
 
 
@@ -34,9 +38,26 @@ def _frame_number(p: Path) -> int:
     return int(nums[-1]) if nums else 0
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file()),
-                  key=lambda p: (_frame_number(p), p.name))
+def _images(folder: Path, out: ReadResult) -> list[Path]:
+    """The images of `folder` by frame number. Everything else in it except hidden files is a
+    recorded skip in `out`: anything named like an image that is not a regular file, a format the
+    kit does not read, any other file."""
+    keep = []
+    for p in sorted(folder.iterdir()):
+        ext = p.suffix.lower()
+        if p.name.startswith(".") or (p.is_dir() and ext not in IMAGE_EXTS):
+            continue                                  # hidden files, sub-folders
+        problem = not_regular(p)
+        if problem:
+            out.skipped.append({"path": str(p), "reason": problem})
+        elif ext in IMAGE_EXTS:
+            keep.append(p)
+        elif ext in UNREADABLE_EXTS:
+            out.skipped.append({"path": str(p), "reason": f"{ext} images are not a format the kit reads: "
+                                                          f"convert them to JPEG or PNG"})
+        else:
+            out.skipped.append({"path": str(p), "reason": f"not an image file ({ext or 'no extension'})"})
+    return sorted(keep, key=lambda p: (_frame_number(p), p.name))
 
 
 def first_last(frames: list, first_k: int, last_k: int) -> list[tuple[int, object, bool]]:
@@ -54,12 +75,24 @@ def _need_dir(path: Path, what: str) -> Path:
 
 
 def read_landmark_file(path: Path) -> np.ndarray | None:
-    """CK+ landmark file: 68 lines of 'x y' floats (e.g. '   2.5100000e+02   2.3400000e+02')."""
+    """CK+ landmark file: 68 lines of 'x y' floats (e.g. '   2.5100000e+02   2.3400000e+02').
+    None when there is no such file; a ValueError whose message is the recorded skip's reason
+    when there is one the kit cannot use (not a regular file, not 68 points, NaN or infinite)."""
+    if not os.path.lexists(path):
+        return None
+    problem = not_regular(path)
+    if problem:
+        raise ValueError(f"Landmarks file {problem}")
     try:
         a = np.loadtxt(path, dtype=np.float32, ndmin=2)
     except (OSError, ValueError):
-        return None
-    return a if a.shape == (68, 2) and np.isfinite(a).all() else None
+        raise ValueError("unreadable Landmarks file (not lines of 'x y' numbers)") from None
+    if a.shape != (68, 2):
+        raise ValueError(f"Landmarks file holds {a.shape[0]} lines of {a.shape[1]} numbers, not 68 points (x y)")
+    bad = int((~np.isfinite(a).all(axis=1)).sum())
+    if bad:
+        raise ValueError(f"Landmarks file has NaN or infinite coordinates ({bad} of 68 points): not used")
+    return a
 
 
 def read_ckplus(root, cfg: DataConfig | None = None) -> ReadResult:
@@ -80,6 +113,10 @@ def read_ckplus(root, cfg: DataConfig | None = None) -> ReadResult:
             if not emo:
                 out.skipped.append({"path": str(seq), "reason": "no Emotion file (unlabelled sequence)"})
                 continue
+            problem = not_regular(emo[-1])
+            if problem:
+                out.skipped.append({"path": str(emo[-1]), "reason": f"Emotion file {problem}"})
+                continue
             try:
                 code = float(emo[-1].read_text().split()[0])
             except (ValueError, IndexError, OSError):
@@ -88,11 +125,16 @@ def read_ckplus(root, cfg: DataConfig | None = None) -> ReadResult:
             if not math.isfinite(code) or code != int(code) or not 1 <= int(code) <= 7:   # nan, inf: skips too
                 out.skipped.append({"path": str(emo[-1]), "reason": f"Emotion code {code} outside 1..7"})
                 continue
-            frames = _images(seq)
+            frames = _images(seq, out)
             for _, p, peak in first_last(frames, cfg.first_k, cfg.last_k):
-                lm = read_landmark_file(root / "Landmarks" / subj.name / seq.name / f"{p.stem}_landmarks.txt")
+                lm_path = root / "Landmarks" / subj.name / seq.name / f"{p.stem}_landmarks.txt"
+                try:
+                    lm, problem = read_landmark_file(lm_path), None
+                except ValueError as e:       # the file is named in its skip; the frame may still be found by dlib
+                    lm, problem = None, str(e)
+                    out.skipped.append({"path": str(lm_path), "reason": problem})
                 out.records.append(Record("ckplus", subj.name, seq.name, _frame_number(p), p,
-                                          int(code) if peak else 0, lm, synthetic))
+                                          int(code) if peak else 0, lm, synthetic, problem))
     if not out.records:
         raise ValueError(f"no labelled CK+ sequences under {root} (none has an Emotion file with frames)")
     return out
@@ -122,7 +164,7 @@ def read_oulu(root, cfg: DataConfig | None = None) -> ReadResult:
                          f"(camera VL|NI, illumination Strong|Weak|Dark)")
     out = ReadResult([], [], "oulu", (root / SYNTHETIC_MARKER).is_file())
     for subj, expr, label in _expression_folders(base, out):
-        for _, p, peak in first_last(_images(expr), cfg.first_k, cfg.last_k):
+        for _, p, peak in first_last(_images(expr, out), cfg.first_k, cfg.last_k):
             out.records.append(Record("oulu", subj.name, expr.name, _frame_number(p), p, label if peak else 0,
                                       None, out.synthetic))
     if not out.records:
@@ -137,7 +179,7 @@ def read_folder(root, cfg: DataConfig | None = None) -> ReadResult:
         raise ValueError(f"folder dataset root {root} does not exist")
     out = ReadResult([], [], "folder", (root / SYNTHETIC_MARKER).is_file())
     for subj, expr, label in _expression_folders(root, out):
-        for i, p in enumerate(_images(expr)):
+        for i, p in enumerate(_images(expr, out)):
             out.records.append(Record("folder", subj.name, expr.name, i, p, label, None, out.synthetic))
     if not out.records:
         raise ValueError(f"no images under {root} in the layout <subject>/<expression>/<image> "

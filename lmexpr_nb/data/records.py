@@ -38,7 +38,8 @@ class Record:
     `landmarks` is the dataset's own (68, 2) float array of (x, y) pixel
     coordinates when the dataset ships them (CK+, the synthetic set), else None.
     `synthetic` is True for frames of the kit's procedural dataset, so every
-    number made from them can say so.
+    number made from them can say so. `landmarks_problem` says why the dataset's
+    landmarks file for this frame was not used (a NaN in it, say), None otherwise.
     """
     dataset: str
     subject: str
@@ -48,6 +49,7 @@ class Record:
     label: int
     landmarks: np.ndarray | None = field(default=None, repr=False)
     synthetic: bool = False
+    landmarks_problem: str | None = None
 
     @property
     def label_name(self) -> str:

@@ -3,6 +3,7 @@
 What a person sees, top to bottom:
 
     subject | frame | your photo (upload) | source is
+    face picker, only for a photo with several faces: face 0, 1, ... (by confidence) + the photo
     expression, intensity, landmark donor   |  mouth, smile, brow, eyes
     three captioned pictures: source + its landmarks | target landmarks | generated face
     a note, only when it matters (a real photo given to a model trained only on synthetic
@@ -19,7 +20,10 @@ Choices where the issue was silent:
   An uploaded photo becomes the subject entry "your photo" (pick it again to return to it).
 - A photo's expression is unknown: "source is" is left empty and the note asks for it;
   until then neutral is assumed (said in the status line). The kit does not guess it.
-- Saved files are named from the whole state: source (subject-row or photo-<name>),
+- A photo with several faces: face 0, the one dlib is most confident of, is edited first; the
+  picker (faces.py) offers the others. Another face's expression is unknown again.
+- Saved files are named from the whole state: source (subject-row or photo-<name>, at most 40
+  characters of the upload's name, a hash of the whole name added when cut; -face<i> if several),
   expression-intensity, donor-<subject>, each moved region with its signed amount, then a
   counter, e.g. explorer_S004-12_happy-1.00_donor-S001_mouth+0.50_0.png.
 - `trained_on` is the checkpoint's provenance (model/trained.py's TrainedModel.provenance);
@@ -28,6 +32,7 @@ Choices where the issue was silent:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import html
 import re
 import time
@@ -36,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from lmexpr_nb.data.records import CLASSES
+from lmexpr_nb.explore.faces import FacePicker, find_faces
 from lmexpr_nb.explore.state import (
     PANEL_CAPTIONS,
     REGIONS,
@@ -47,7 +53,6 @@ from lmexpr_nb.explore.state import (
     save_gif,
     save_image,
     source_from_cache,
-    source_from_photo,
 )
 
 PHOTO = "__photo__"        # the subject entry of an uploaded photo
@@ -90,14 +95,16 @@ def status_text(state: ExplorerState) -> str:
 
 
 def source_title(src: Source) -> str:
-    return f"your photo {src.name}" if src.photo else src.name
+    if not src.photo:
+        return src.name
+    return f"your photo {src.name}" + (f" (face {src.face} of {src.faces})" if src.faces > 1 else "")
 
 
 def save_stem(state: ExplorerState) -> str:
     """A file stem that says what the saved face is (see the module doc)."""
     s, src = state, state.source
     if src.photo:
-        who = "photo-" + Path(src.name).stem
+        who = "photo-" + short_name(Path(src.name).stem) + (f"-face{src.face}" if src.faces > 1 else "")
     else:
         who = f"{src.subject or 'source'}" + (f"-{src.index}" if src.index is not None else "")
     parts = ["explorer", who, f"{s.expression}-{s.intensity:.2f}"]
@@ -105,6 +112,15 @@ def save_stem(state: ExplorerState) -> str:
         parts.append(f"donor-{s.donor}")
     parts += [f"{k}{v:+.2f}" for k, v in s.regions.items() if v]
     return re.sub(r"[^A-Za-z0-9_.+-]+", "-", "_".join(parts))
+
+
+def short_name(name: str, keep: int = 40) -> str:
+    """`name` made safe for a file name and at most `keep` characters (+ a hash of the whole name
+    when cut): an upload's name can be 300 characters, and a file name at most 255 bytes."""
+    safe = re.sub(r"[^A-Za-z0-9_.+-]+", "-", name).strip("-.") or "photo"
+    if len(safe) <= keep:
+        return safe
+    return f"{safe[:keep]}-{hashlib.sha1(name.encode('utf-8', 'replace')).hexdigest()[:8]}"
 
 
 def source_note(source: Source, trained_on: dict | None) -> str:
@@ -146,6 +162,8 @@ class ExpressionExplorer:
         self.state = ExplorerState.from_source(generator, model_cfg, expressions, src, donors=self.donors,
                                                   device=device)
         self.photo: Source | None = None
+        self.photo_faces = None                     # faces.PhotoFaces of the uploaded photo
+        self.picker = FacePicker(self.on_face)
         self.last: dict | None = None
         self.seconds: float | None = None
         self.saved: list[Path] = []
@@ -186,7 +204,7 @@ class ExpressionExplorer:
         c = self.controls
         pictures = W.HBox([W.VBox([v, cap]) for v, cap in zip(self.views, self.captions)])
         self.widget = W.VBox([
-            W.HBox([c["subject"], c["source"], c["upload"], c["source_label"]]),
+            W.HBox([c["subject"], c["source"], c["upload"], c["source_label"]]), self.picker.widget,
             W.HBox([W.VBox([c["expression"], c["intensity"], c["donor"]]), W.VBox([c[r] for r in REGIONS])]),
             pictures, self.note,
             W.HBox([self.buttons["save_image"], c["frames"], self.buttons["save_gif"], self.busy]),
@@ -225,14 +243,23 @@ class ExpressionExplorer:
         name = files[0].get("name", "photo")
         self.busy.value = _busy(f"finding the face in {html.escape(name)}...")
         try:
-            margin = self.data_cfg.crop_margin if self.data_cfg is not None else None
-            src = source_from_photo(bytes(files[0]["content"]), self.state.model_cfg.image_size, margin,
-                                       self.detector)
-        except (ValueError, OSError) as e:  # no face (infer.NoFaceError), an unreadable image
-            self.busy.value = ""
+            faces = find_faces(bytes(files[0]["content"]), self.detector)
+            src = faces.source(0, self.state.model_cfg.image_size, self._margin())
+        except (ValueError, OSError) as e:  # no face (infer.NoFaceError), an unreadable or too large image
             self.status.value = _error(f"{name}: {e}")
             return
-        self.photo = dataclasses.replace(src, name=name)
+        finally:
+            self.busy.value = ""
+        self.photo_faces, self.photo = faces, dataclasses.replace(src, name=name)
+        self._set_source(self.photo)
+        self.refresh()
+
+    def on_face(self, index: int):
+        """Another face of the uploaded photo (the face picker); its expression is asked again."""
+        if self.photo_faces is None or self.photo is None or index == self.photo.face:
+            return
+        src = self.photo_faces.source(index, self.state.model_cfg.image_size, self._margin())
+        self.photo = dataclasses.replace(src, name=self.photo.name)
         self._set_source(self.photo)
         self.refresh()
 
@@ -259,19 +286,23 @@ class ExpressionExplorer:
         return self.last
 
     def save_image(self, path=None) -> list[Path]:
-        path = Path(path) if path else self._next_path("png")
-        self.status.value = html.escape(f"saving {path.name} ...")
         try:
+            path = Path(path) if path else self._next_path("png")
+            self.status.value = html.escape(f"saving {path.name} ...")
             written = save_image(self.state, path, rendered=self.last)
         except OSError as e:
-            self.status.value = _error(f"could not save {path}: {e}")
+            self.status.value = _error(f"could not save {path or 'the image'} in {self.out_dir}: {e}")
             return []
         self.saved += written
         self.status.value = html.escape(f"saved {written[0].name} (and {written[-1].name}) in {path.parent}")
         return written
 
     def save_gif(self, path=None, frames: int | None = None) -> Path | None:
-        path = Path(path) if path else self._next_path("gif")
+        try:
+            path = Path(path) if path else self._next_path("gif")
+        except OSError as e:
+            self.status.value = _error(f"could not save a GIF in {self.out_dir}: {e}")
+            return None
         n = frames or self.controls["frames"].value
         for b in self.buttons.values():
             b.disabled = True
@@ -317,8 +348,12 @@ class ExpressionExplorer:
             c["donor"].options = self._donor_options(src)
             c["donor"].value = self.state.donor or "none"
             c["upload"].value = ()               # the same file can be uploaded again
+            self.picker.show(self.photo_faces if src.photo else None, src.face)
         finally:
             self._muted = False
+
+    def _margin(self) -> float | None:
+        return self.data_cfg.crop_margin if self.data_cfg is not None else None
 
     def _next_path(self, ext: str) -> Path:
         stem, k = save_stem(self.state), 0

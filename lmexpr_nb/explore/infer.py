@@ -19,10 +19,10 @@
 
 The crop is the preprocessing crop (landmarks/detect.py's crop_box with the data config's margin,
 crop_and_resize to the model's size), so the generator sees faces framed as in
-training. Paste-back samples the generated crop at every photo pixel of the crop's footprint
-(bilinear, through the crop transform) and blends it with a mask that is 1 inside and falls
-smoothly to 0 over the outer `feather` fraction of the crop (mask="box"), or follows the
-landmarks' hull (mask="face"); pixels outside the footprint are returned unchanged.
+training; paste.py blends the generated crop back into the photo (mask="box" or "face").
+The photo is read by landmarks/detect.py's read_image (a path, bytes, a PIL image or an array;
+EXIF orientation applied where there is one). When dlib finds several faces, the most confident
+is edited (`face=1` edits the next, and so on) and a UserWarning says how many were found.
 For video, pass `source_landmarks` (photo pixels, e.g. from a tracker) to skip detection.
 
 Arguments are checked before any work, each with a one-line ValueError naming it:
@@ -38,21 +38,18 @@ Arguments are checked before any work, each with a one-line ValueError naming it
 from __future__ import annotations
 
 import functools
-import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
-from scipy import ndimage
-from scipy.spatial import ConvexHull
-from skimage.draw import polygon
 
 from lmexpr_nb.config import Config, DataConfig
 from lmexpr_nb.data.cache import load_cache
 from lmexpr_nb.explore import expressions as ex
-from lmexpr_nb.landmarks.align import align_shape, face_frame
-from lmexpr_nb.landmarks.detect import BadImage, LandmarkDetector, crop_and_resize, crop_box, to_rgb_uint8
+from lmexpr_nb.explore.paste import apply_matrix, face_mask, feather_mask, paste_back
+from lmexpr_nb.landmarks.align import align_shape
+from lmexpr_nb.landmarks.detect import LandmarkDetector, crop_and_resize, crop_box, read_image
 from lmexpr_nb.model.generate import synthesize
 from lmexpr_nb.model.trained import load_trained
 
@@ -64,19 +61,25 @@ class NoFaceError(ValueError):
 @dataclass
 class Face:
     """A detected face: the model-sized crop, landmarks in crop and photo pixels, the crop box in
-    the photo, and the 3x3 matrix taking photo pixel coordinates (x, y, 1) to crop pixels."""
+    the photo, and the 3x3 matrix taking photo pixel coordinates (x, y, 1) to crop pixels; the
+    decoded photo (upright), how many faces dlib found in it (0: landmarks were given), which one
+    this is (0 = the most confident) and its dlib HOG score."""
     crop: np.ndarray
     landmarks: np.ndarray
     frame_landmarks: np.ndarray
     box: tuple
     to_crop: np.ndarray
     frame_shape: tuple
+    frame: np.ndarray | None = None
+    faces: int = 0
+    index: int = 0
+    score: float | None = None
 
     def crop_to_frame(self, pts) -> np.ndarray:
-        return _apply(np.linalg.inv(self.to_crop), pts)
+        return apply_matrix(np.linalg.inv(self.to_crop), pts)
 
     def frame_to_crop(self, pts) -> np.ndarray:
-        return _apply(self.to_crop, pts)
+        return apply_matrix(self.to_crop, pts)
 
 
 @dataclass
@@ -95,46 +98,62 @@ class EditResult:
 # --------------------------------------------------------------------------------------
 # Images and faces
 
-def read_photo(image) -> np.ndarray:
-    """uint8 (H,W,3) RGB from an array (gray, RGB, RGBA, 16-bit), a PIL image, a path or encoded
-    bytes (an upload); EXIF orientation applied. landmarks.BadImage (a ValueError) otherwise."""
-    try:
-        if isinstance(image, (bytes, bytearray, memoryview)):
-            image = Image.open(io.BytesIO(bytes(image)))
-        elif isinstance(image, (str, Path)):
-            image = Image.open(image)
-    except (OSError, ValueError) as e:
-        raise BadImage(f"unreadable image ({type(e).__name__}: {str(e).splitlines()[0][:80]})") from None
-    if isinstance(image, Image.Image):
-        image = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-    return to_rgb_uint8(image)
-
-
 @functools.lru_cache(maxsize=2)
 def photo_detector(upsample: int = 0):
     return LandmarkDetector(upsample=upsample)
 
 
+ARRAY_HINT = ("an array carries no EXIF orientation, so a photo its camera stored sideways stays sideways: "
+              "pass the file's path (or its bytes) instead, e.g. edit('photo.jpg', ...)")
+
+
+def no_face_message(image, frame: np.ndarray, what: str = "image") -> str:
+    """The one-line NoFaceError message for `frame` (decoded from `image`, as the user gave it)."""
+    h, w = frame.shape[:2]
+    msg = f"no face found in the {w}x{h} {what} (dlib HOG detector): give a frontal, well-lit face at least 80 px wide"
+    return f"{msg}; {ARRAY_HINT}" if isinstance(image, np.ndarray) else msg
+
+
 def prepare_face(image, image_size: int, margin: float | None = None, detector=None,
-                 source_landmarks=None) -> Face:
-    """Detect the face (dlib HOG + 68-point predictor) unless `source_landmarks` (photo pixels) are
-    given, and crop it as preprocessing does. Raises NoFaceError with a one-line message."""
-    image = read_photo(image)
+                 source_landmarks=None, face: int = 0) -> Face:
+    """Read `image` (landmarks/detect.py's read_image: a path, bytes, a PIL image or an array), find
+    its faces (dlib HOG + 68-point predictor, most confident first) unless `source_landmarks` (photo
+    pixels) are given, and crop face number `face` as preprocessing does. Raises NoFaceError with a
+    one-line message, ValueError for a `face` that was not found."""
+    frame = read_image(image)
+    h, w = frame.shape[:2]
     margin = DataConfig().crop_margin if margin is None else margin
+    found, score = [], None
     if source_landmarks is None:
-        found = (detector or photo_detector()).locate(image)
-        if found is None:
-            h, w = image.shape[:2]
-            raise NoFaceError(f"no face found in the {w}x{h} image (dlib HOG detector): "
-                              f"give a frontal, well-lit face at least 80 px wide")
-        pts = np.asarray(found[1], dtype=np.float64)
+        det = detector or photo_detector()
+        found = det.detections(frame)
+        if not found:
+            raise NoFaceError(no_face_message(image, frame))
+        face = _face_index(face, len(found), f"the {w}x{h} photo")
+        box, score = found[face]
+        pts = np.asarray(det.shape(frame, box), dtype=np.float64)
     else:
-        pts = np.asarray(source_landmarks, dtype=np.float64)
+        if face != 0:
+            raise ValueError(f"face={face!r} picks one of the faces dlib finds; with source_landmarks "
+                             f"nothing is detected")
+        pts = _points("source_landmarks", source_landmarks, (-0.25 * w, -0.25 * h, 1.25 * w, 1.25 * h),
+                      f"the {w}x{h} photo")
     box = crop_box(pts, margin)
-    crop, transform = crop_and_resize(image, box, image_size)
+    crop, transform = crop_and_resize(frame, box, image_size)
     M = _to_crop_matrix(transform)
-    return Face(np.array(crop, dtype=np.uint8), _apply(M, pts), pts, tuple(np.asarray(box).tolist()), M,
-                image.shape[:2])
+    return Face(np.array(crop, dtype=np.uint8), apply_matrix(M, pts), pts, tuple(np.asarray(box).tolist()), M,
+                frame.shape[:2], frame, len(found), face, score)
+
+
+def _face_index(face, found: int, where: str) -> int:
+    """`face` checked against the `found` faces (0 = the most confident), else a one-line ValueError."""
+    if isinstance(face, (bool, np.bool_)) or not isinstance(face, (int, np.integer)):
+        raise ValueError(f"face must be a whole number (0 = the most confident face), got {face!r}")
+    if not 0 <= face < found:
+        which = "only face 0" if found == 1 else f"faces 0..{found - 1}"
+        raise ValueError(f"face={int(face)}: dlib found {found} face{'s' if found > 1 else ''} in {where} ({which}; "
+                         f"0 = the most confident)")
+    return int(face)
 
 
 def _to_crop_matrix(transform) -> np.ndarray:
@@ -143,11 +162,6 @@ def _to_crop_matrix(transform) -> np.ndarray:
     return np.array([[s, 0.0, (0.5 - transform.x0) * s - 0.5],
                      [0.0, s, (0.5 - transform.y0) * s - 0.5],
                      [0.0, 0.0, 1.0]])
-
-
-def _apply(M, pts) -> np.ndarray:
-    p = np.asarray(pts, dtype=np.float64)
-    return p @ M[:2, :2].T + M[:2, 2]
 
 
 # --------------------------------------------------------------------------------------
@@ -172,74 +186,13 @@ def resolve_target(face: Face, target, *, intensity: float = 1.0, label=None, so
             raise ValueError(f"landmarks_in must be 'frame' or 'crop', got {landmarks_in!r}")
         return (face.frame_to_crop(arr) if landmarks_in == "frame" else arr.astype(np.float64)), lab
     if arr.ndim in (2, 3) and arr.dtype == np.uint8:
-        donor = read_photo(arr)
+        donor = read_image(arr)
         found = (detector or photo_detector()).locate(donor)
         if found is None:
-            h, w = donor.shape[:2]
-            raise NoFaceError(f"no face found in the {w}x{h} donor image (dlib HOG detector)")
+            raise NoFaceError(no_face_message(arr, donor, "donor image"))
         return align_shape(np.asarray(found[1], dtype=np.float64), src), lab
     raise ValueError(f"target must be an expression, (68,2) landmarks or a uint8 donor image; got {arr.dtype} "
                      f"{arr.shape}")
-
-
-# --------------------------------------------------------------------------------------
-# Paste back
-
-def feather_mask(size: int, feather: float = 0.12) -> np.ndarray:
-    """(size,size) weights: 1 inside, smoothstep to 0 over the outer `feather` fraction of the crop."""
-    c = np.arange(size, dtype=np.float64) + 0.5
-    edge = np.minimum(c, size - c)                      # distance to the nearest border, per axis
-    d = np.minimum(edge[:, None], edge[None, :]) / max(feather * size, 1e-6)
-    return _smoothstep(d)
-
-
-def _smoothstep(x) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
-def face_mask(size: int, landmarks_list, feather: float = 0.12, grow: float = 0.08) -> np.ndarray:
-    """(size,size) weights from the convex hull of the landmarks (extended up to cover the forehead),
-    grown by `grow` x size and blurred over `feather` x size, times the box mask."""
-    pts = np.concatenate([np.asarray(p, dtype=np.float64) for p in landmarks_list])
-    brows = np.concatenate([np.asarray(p, dtype=np.float64)[17:27] for p in landmarks_list])
-    _, down, iod = face_frame(landmarks_list[0])
-    pts = np.concatenate([pts, brows - 0.6 * iod * down])
-    hull = pts[ConvexHull(pts).vertices]
-    m = np.zeros((size, size), np.float64)
-    rr, cc = polygon(hull[:, 1], hull[:, 0], (size, size))
-    m[rr, cc] = 1.0
-    if grow > 0:
-        m = ndimage.binary_dilation(m > 0, iterations=max(1, int(round(grow * size)))).astype(np.float64)
-    m = ndimage.gaussian_filter(m, sigma=max(feather * size / 3, 0.5))
-    return np.clip(m, 0, 1) * feather_mask(size, feather / 2)
-
-
-def paste_back(frame: np.ndarray, crop: np.ndarray, to_crop: np.ndarray, mask: np.ndarray):
-    """Blend `crop` (S,S,3) into `frame` through the photo->crop matrix with `mask` (S,S) weights.
-    Returns (new frame, per-pixel weights over the window, window (y0, y1, x0, x1))."""
-    h, w = frame.shape[:2]
-    s = crop.shape[0]
-    inv = np.linalg.inv(to_crop)
-    corners = _apply(inv, np.array([[-0.5, -0.5], [s - 0.5, -0.5], [-0.5, s - 0.5], [s - 0.5, s - 0.5]]))
-    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int), 0)
-    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 1, [w, h])
-    out = frame.copy()
-    if x1 <= x0 or y1 <= y0:
-        return out, np.zeros((0, 0)), (0, 0, 0, 0)
-    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-    uv = _apply(to_crop, np.stack([xs, ys], axis=-1))          # crop (x, y) of every window pixel
-    coords = [uv[..., 1], uv[..., 0]]
-    # weights: the mask sampled there, 0 outside the crop square
-    wgt = ndimage.map_coordinates(mask, coords, order=1, mode="constant", cval=0.0)
-    inside = (uv[..., 0] >= -0.5) & (uv[..., 0] <= s - 0.5) & (uv[..., 1] >= -0.5) & (uv[..., 1] <= s - 0.5)
-    wgt = np.where(inside, np.clip(wgt, 0, 1), 0.0)
-    gen = np.stack([ndimage.map_coordinates(crop[..., c].astype(np.float64), coords, order=1, mode="nearest")
-                    for c in range(3)], axis=-1)
-    region = out[y0:y1, x0:x1].astype(np.float64)
-    blended = region + wgt[..., None] * (gen - region)
-    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    return out, wgt, (int(y0), int(y1), int(x0), int(x1))
 
 
 # --------------------------------------------------------------------------------------
@@ -304,11 +257,14 @@ def _target_in_crop(tlm, size: int) -> np.ndarray:
 def edit_face(image, target, *, generator, cfg, intensity: float = 1.0, label=None, source_label=0,
               expressions: ex.ExpressionModel | None = None, regions: dict | None = None,
               landmarks_in: str = "frame", source_landmarks=None, detector=None, mask: str = "box",
-              feather: float = 0.12, device=None, extrapolate: bool = False) -> EditResult:
-    """Edit the face in `image` (uint8, any size) toward `target` (see the module doc).
+              feather: float = 0.12, device=None, extrapolate: bool = False, face: int = 0) -> EditResult:
+    """Edit the face in `image` (a path, bytes, a PIL image or a uint8 array, any size) toward
+    `target` (see the module doc).
 
     cfg: the training Config (its data.crop_margin and model are used) or a ModelConfig (the
     default crop margin is used). generator: a Generator (or any module with its forward).
+    face: which face when dlib finds several, 0 = the most confident (the default); a photo with
+    several faces gives a UserWarning saying how many and which one was edited.
     Raises NoFaceError (a ValueError) with a one-line message when no face is found, and a
     one-line ValueError for any argument outside what the module doc allows.
     """
@@ -319,13 +275,11 @@ def edit_face(image, target, *, generator, cfg, intensity: float = 1.0, label=No
         raise ValueError(f"mask must be 'box' or 'face', got {mask!r}")
     model_cfg = cfg.model if isinstance(cfg, Config) else cfg
     margin = cfg.data.crop_margin if isinstance(cfg, Config) else None
-    frame = read_photo(image)
-    if source_landmarks is not None:
-        h, w = frame.shape[:2]
-        source_landmarks = _points("source_landmarks", source_landmarks, (-0.25 * w, -0.25 * h, 1.25 * w, 1.25 * h),
-                                   f"the {w}x{h} photo")
-    face = prepare_face(frame, model_cfg.image_size, margin, detector, source_landmarks)
-    tlm, lab = resolve_target(face, target, intensity=intensity, label=label, source_label=source_label,
+    found = prepare_face(image, model_cfg.image_size, margin, detector, source_landmarks, face)
+    if found.faces > 1:
+        warnings.warn(several_faces_message(found), stacklevel=2)
+    frame = found.frame
+    tlm, lab = resolve_target(found, target, intensity=intensity, label=label, source_label=source_label,
                               expressions=expressions, landmarks_in=landmarks_in, detector=detector,
                               num_classes=model_cfg.num_classes)
     if regions:
@@ -334,15 +288,25 @@ def edit_face(image, target, *, generator, cfg, intensity: float = 1.0, label=No
     if device is None:
         p = next(iter(generator.parameters()), None) if hasattr(generator, "parameters") else None
         device = p.device if p is not None else "cpu"
-    out = synthesize(generator, face.crop[None], face.landmarks[None], tlm[None], lab[None], model_cfg,
+    out = synthesize(generator, found.crop[None], found.landmarks[None], tlm[None], lab[None], model_cfg,
                      batch_size=1, device=device)[0]
     s = model_cfg.image_size
     if mask == "box":
         m = feather_mask(s, feather)
     else:
-        m = face_mask(s, [face.landmarks, tlm], feather)
-    pasted, wgt, window = paste_back(frame, out, face.to_crop, m)
-    return EditResult(out, pasted, face.crop, face.landmarks, tlm, lab, face, wgt, window)
+        m = face_mask(s, [found.landmarks, tlm], feather)
+    pasted, wgt, window = paste_back(frame, out, found.to_crop, m)
+    return EditResult(out, pasted, found.crop, found.landmarks, tlm, lab, found, wgt, window)
+
+
+def several_faces_message(face: Face) -> str:
+    """'3 faces found in the 1024x512 photo; edited face 0, the most confident ...': one line."""
+    h, w = face.frame_shape
+    x0, y0, side = face.box
+    which = "the most confident" if face.index == 0 else "by face="
+    return (f"{face.faces} faces found in the {w}x{h} photo; edited face {face.index}, {which} (dlib score "
+            f"{face.score:.2f}, crop at x {x0}..{x0 + side}, y {y0}..{y0 + side}); face=0..{face.faces - 1} "
+            f"picks another, in order of confidence")
 
 
 @dataclass

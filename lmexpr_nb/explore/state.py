@@ -35,7 +35,7 @@ from lmexpr_nb.common.files import atomic_path
 from lmexpr_nb.common.viz import image_grid
 from lmexpr_nb.data.records import CLASSES
 from lmexpr_nb.explore import expressions as ex
-from lmexpr_nb.explore.infer import prepare_face, read_photo
+from lmexpr_nb.explore.infer import prepare_face
 from lmexpr_nb.landmarks.align import align_shape
 from lmexpr_nb.model.generate import synthesize
 
@@ -56,6 +56,8 @@ class Source:
     index: int | None = None               # cache row, None for an uploaded photo
     photo: bool = False                    # an uploaded photo (not a frame of the cache)
     label_known: bool = True               # False: nobody said what expression the photo shows
+    face: int = 0                          # which face of the photo (0 = the most confident) ...
+    faces: int = 1                         # ... of how many dlib found in it
 
 
 def source_from_cache(cache, index: int) -> Source:
@@ -66,12 +68,16 @@ def source_from_cache(cache, index: int) -> Source:
                   f"{subject} · {CLASSES[label]} · #{i}", subject, i)
 
 
-def source_from_photo(image, image_size: int, margin: float | None = None, detector=None) -> Source:
-    """An uploaded photo (uint8 array, or the bytes of a PNG/JPEG): dlib finds the face and its
-    landmarks, cropped as in preprocessing (infer.prepare_face). Raises infer.NoFaceError.
-    Its expression is unknown (label_known=False): neutral is assumed until someone says."""
-    face = prepare_face(read_photo(image), image_size, margin=margin, detector=detector)
-    return Source(face.crop, face.landmarks, 0, "uploaded photo", None, None, photo=True, label_known=False)
+def source_from_photo(image, image_size: int, margin: float | None = None, detector=None, face: int = 0,
+                      source_landmarks=None) -> Source:
+    """An uploaded photo (uint8 array, or the bytes of a PNG/JPEG): dlib finds its faces and their
+    landmarks (unless `source_landmarks` are given), face number `face` (0 = the most confident)
+    cropped as in preprocessing (infer.prepare_face). Raises infer.NoFaceError. Its expression is
+    unknown (label_known=False): neutral is assumed until someone says."""
+    found = prepare_face(image, image_size, margin=margin, detector=detector, source_landmarks=source_landmarks,
+                         face=face)
+    return Source(found.crop, found.landmarks, 0, "uploaded photo", None, None, photo=True, label_known=False,
+                  face=found.index, faces=found.faces)
 
 
 def source_choices(cache, split: str = "val") -> list[tuple[str, int]]:

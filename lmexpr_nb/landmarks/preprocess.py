@@ -40,15 +40,26 @@ from lmexpr_nb.config import DataConfig, check_settings
 from lmexpr_nb.data.cache import CacheError, FaceCache, load_cache, load_report, save_cache
 from lmexpr_nb.data.readers import read_dataset
 from lmexpr_nb.data.records import CLASSES
-from lmexpr_nb.landmarks.detect import BadImage, LandmarkDetector, crop_and_resize, crop_box, read_image, track_sequence
+from lmexpr_nb.landmarks.detect import (
+    BadImage,
+    LandmarkDetector,
+    crop_and_resize,
+    crop_box,
+    max_pixels,
+    read_image,
+    track_sequence,
+)
 
 FLAT_STD = 2.0            # grey levels (of 255) in the landmarks' box: below this there is nothing there
 NOISE_CORRELATION = 0.4   # mean neighbour correlation of the box's 64x64 grey copy: below this, pixel noise
 LOCK = ".preprocess.lock"
+# part of the cache key: bumped when the same files give other frames (2: EXIF orientation applied, the
+# most confident face taken, one image reader for the kit), so that an older cache is rebuilt, not reused
+READING = 2
 
 
 def cache_key(dataset: str, records, cfg: DataConfig) -> str:
-    h = hashlib.sha256(json.dumps([dataset, asdict(cfg), __version__]).encode())
+    h = hashlib.sha256(json.dumps([dataset, asdict(cfg), __version__, READING]).encode())
     for r in records:
         try:
             st = os.stat(r.path)
@@ -124,7 +135,9 @@ def process_sequence(records, cfg: DataConfig, track: bool = True, detector: Lan
                 continue
             pts, how = r.landmarks, "dataset"
         if pts is None:
-            out.append((None, None, "skipped", "no face found and the dataset has no landmarks"))
+            why = (f"no face found, and the dataset's landmarks for it were not used ({r.landmarks_problem})"
+                   if r.landmarks_problem else "no face found and the dataset has no landmarks")
+            out.append((None, None, "skipped", why))
             continue
         crop, tr = crop_and_resize(img, crop_box(pts, cfg.crop_margin), cfg.image_size)
         out.append((crop, tr.apply(pts), how, None))
@@ -144,6 +157,7 @@ def preprocess_dataset(dataset: str, root, out_dir, cfg: DataConfig | None = Non
     The output folder is checked before any work; a second call into the same folder while one
     runs raises io.BusyError (a ValueError) at once."""
     cfg = check_settings(cfg or DataConfig(), "data")
+    max_pixels()                      # a bad $LMEXPR_MAX_PIXELS stops here, before any work
     out_dir = writable_dir(out_dir, "preprocessing output folder")
     with exclusive_lock(out_dir / LOCK, "preprocess"):
         return _preprocess(dataset, root, out_dir, cfg, workers, progress, force, track)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lmexpr_nb.landmarks.detect import LandmarkDetector
+from lmexpr_nb.landmarks.detect import MIN_SCORE, LandmarkDetector
 from lmexpr_nb.metrics.recognisers import _uint8_list
 
 OUTER_EYE_CORNERS = (36, 45)
@@ -59,7 +59,9 @@ def nme_detector(image_size: int | None = None):
     """The kit's LandmarkDetector (preprocessing's), upsampling once on images under 200 px:
     dlib's HOG window is 80 px and a face fills only ~2/3 of a crop, so at 64-128 px it would
     find no face at upsample 0."""
-    det = LandmarkDetector(upsample=1 if image_size is not None and image_size < 200 else 0)
+    # every candidate from MIN_SCORE, not only the most confident: landmark_error takes the one at the target
+    det = LandmarkDetector(upsample=1 if image_size is not None and image_size < 200 else 0,
+                           other_face_score=MIN_SCORE)
     det.name = f"lmexpr_nb.landmarks.detect.LandmarkDetector (dlib HOG, upsample {det.upsample}, 68-point predictor)"
     return det
 
