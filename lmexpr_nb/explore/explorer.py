@@ -3,12 +3,13 @@
 What a person sees, top to bottom:
 
     subject | frame | your photo (upload) | source is
-    expression, intensity, landmark donor   |  mouth, smile, brow, eyes
+    expression, intensity, landmark donor, donor gives   |  mouth, smile, brow, eyes
     three captioned pictures: source + its landmarks | target landmarks | generated face
     a note, only when it matters (a real photo given to a model trained only on synthetic
       faces; an untrained model; a photo whose expression nobody has set yet)
     Save image | GIF frames | Save GIF | busy indicator ("generating..." / "ready, 0.18 s")
     status line: source, source expression -> target at intensity; donor and regions when set
+    the animation panel (animation_panel.py): drive the face by a cache sequence or an uploaded video
 
 Every callback updates `self.state` (a state.ExplorerState) and calls `refresh()`, which
 calls state.render; `last` holds the latest render, `seconds` how long it took. Works
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from lmexpr_nb.data.records import CLASSES
+from lmexpr_nb.explore.animation_panel import AnimationPanel
 from lmexpr_nb.explore.state import (
     PANEL_CAPTIONS,
     REGIONS,
@@ -49,6 +51,7 @@ from lmexpr_nb.explore.state import (
     source_from_cache,
     source_from_photo,
 )
+from lmexpr_nb.landmarks.motion import TRANSFERS
 
 PHOTO = "__photo__"        # the subject entry of an uploaded photo
 LABEL_WIDTH = "110px"      # room for "landmark donor"
@@ -82,7 +85,7 @@ def status_text(state: ExplorerState) -> str:
     who = source_title(src) + ("" if src.label_known else " (expression not set: neutral assumed)")
     parts = [f"{who}: {CLASSES[src.label]} → {s.expression} at {s.intensity:.2f}"]
     if s.donor:
-        parts.append(f"landmark donor {s.donor}")
+        parts.append(f"landmark donor {s.donor} ({TRANSFERS[s.transfer]})")
     moved = [f"{k} {v:+.2f}" for k, v in s.regions.items() if v]
     if moved:
         parts.append("regions " + ", ".join(moved))
@@ -102,7 +105,7 @@ def save_stem(state: ExplorerState) -> str:
         who = f"{src.subject or 'source'}" + (f"-{src.index}" if src.index is not None else "")
     parts = ["explorer", who, f"{s.expression}-{s.intensity:.2f}"]
     if s.donor:
-        parts.append(f"donor-{s.donor}")
+        parts.append(f"donor-{s.donor}" + ("-motion" if s.transfer == "motion" else ""))
     parts += [f"{k}{v:+.2f}" for k, v in s.regions.items() if v]
     return re.sub(r"[^A-Za-z0-9_.+-]+", "-", "_".join(parts))
 
@@ -166,6 +169,8 @@ class ExpressionExplorer:
                                        description="intensity", **slider),
             "donor": W.Dropdown(options=self._donor_options(src), value="none", description="landmark donor",
                                 style=style),
+            "transfer": W.Dropdown(options=[(v, k) for k, v in TRANSFERS.items()], value="shape",
+                                   description="donor gives", style=style),
             **{r: W.FloatSlider(value=0.0, min=-1.0, max=1.0, step=0.05, description=r, **slider)
                for r in REGIONS},
             "frames": W.IntSlider(value=12, min=2, max=48, description="GIF frames", continuous_update=False,
@@ -187,10 +192,13 @@ class ExpressionExplorer:
         pictures = W.HBox([W.VBox([v, cap]) for v, cap in zip(self.views, self.captions)])
         self.widget = W.VBox([
             W.HBox([c["subject"], c["source"], c["upload"], c["source_label"]]),
-            W.HBox([W.VBox([c["expression"], c["intensity"], c["donor"]]), W.VBox([c[r] for r in REGIONS])]),
+            W.HBox([W.VBox([c["expression"], c["intensity"], c["donor"], c["transfer"]]),
+                    W.VBox([c[r] for r in REGIONS])]),
             pictures, self.note,
             W.HBox([self.buttons["save_image"], c["frames"], self.buttons["save_gif"], self.busy]),
             self.status])
+        self.animation = AnimationPanel(self)
+        self.widget.children += (self.animation.widget,)
         self.refresh()
 
     # callbacks --------------------------------------------------------------------------
