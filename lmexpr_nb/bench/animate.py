@@ -15,6 +15,8 @@ another subject. Reported per method:
 - driver change: the mean frame-to-frame motion of the driver's tracked landmarks, in inter-ocular
   distances (and that of its true, rendered landmarks: the tracker's own jitter is the difference);
 - change per motion: output change / driver change (grey levels per inter-ocular distance);
+- the same with the driver's true (rendered) landmarks instead of tracked ones: the generator's
+  own response, without the tracker's jitter;
 - a still driver (the first frame repeated): the output change must be 0.
 Methods: the generator (`--model`, default outputs/smoke/train; an untrained stand-in, labelled,
 when there is none), and the warp-the-photo baseline (experiments/baselines.py's piecewise-affine
@@ -41,7 +43,7 @@ from lmexpr_nb.data.records import CLASSES
 from lmexpr_nb.data.synthetic.render import render_sequence, sequence_order
 from lmexpr_nb.experiments.baselines import warp_to_landmarks
 from lmexpr_nb.explore.animate import animate_photo, plan_animation
-from lmexpr_nb.explore.drive import Driver, track_driver
+from lmexpr_nb.explore.drive import Driver, DriverTrack, track_driver
 from lmexpr_nb.explore.infer import FaceEditor, feather_mask, load_model, paste_back, prepare_face
 from lmexpr_nb.landmarks.align import face_frame
 from lmexpr_nb.landmarks.detect import LandmarkDetector
@@ -130,10 +132,12 @@ def stability(editor, frames: int = 16, batch: int = 8, seed: int = 0) -> dict:
     out["tracking_frames_per_s"] = frames / (time.perf_counter() - t0)
     out["driver_change_tracked_iod"] = landmark_change(track.landmarks)
     out["driver_change_true_iod"] = landmark_change(true_lm)
-    out["tracker_jitter_nme"] = float(np.mean(np.linalg.norm(track.landmarks - true_lm, axis=2).mean(1))
-                                      / face_frame(true_lm[0])[2])
+    out["tracker_error_nme"] = float(np.mean(np.linalg.norm(track.landmarks - true_lm, axis=2).mean(1))
+                                     / face_frame(true_lm[0])[2])
     still = _driver([drive_frames[0]] * frames, "still driver")
+    exact = DriverTrack(np.asarray(true_lm, np.float64), ["given"] * frames)
     for name, drv, tr in (("sequence", _driver(drive_frames, "rendered sequence"), track),
+                          ("sequence, true landmarks", _driver(drive_frames, "rendered sequence"), exact),
                           ("still", still, track_driver(still, det))):
         t0 = time.perf_counter()
         anim = animate_photo(editor, photo, drv, label=k, batch_size=batch, detector=det, track=tr)
@@ -155,6 +159,7 @@ def bench_animate(out_json="outputs/bench/animate.json", model=None, frames: int
     """Speed and stability (module doc); prints them and writes `out_json` with their provenance."""
     res = {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
            "cores": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+           "load_average_at_start": list(os.getloadavg()),
            "weights_for_speed": "random init (speed does not depend on the weights)"}
     for size in sizes:
         cfg = load_profile("smoke").model if size == "smoke" else ModelConfig()
@@ -177,14 +182,20 @@ def bench_animate(out_json="outputs/bench/animate.json", model=None, frames: int
     res["stability"] = st
     say(f"stability on the {st['scene']}; weights: {trained.weights}")
     say(f"  driver's landmarks move {st['driver_change_tracked_iod']:.4f} iod a frame tracked "
-        f"({st['driver_change_true_iod']:.4f} true; tracker error {st['tracker_jitter_nme']:.4f} NME); "
+        f"({st['driver_change_true_iod']:.4f} true; tracker error {st['tracker_error_nme']:.4f} NME); "
         f"tracking {st['tracking_frames_per_s']:.1f} frames/s")
-    for key in ("sequence/generator", "sequence/warp baseline", "still/generator", "still/warp baseline"):
+    for key in [f"{n}/{m}" for n in ("sequence", "sequence, true landmarks", "still")
+                for m in ("generator", "warp baseline")]:
         r = st[key]
         per = f", {r['change_per_iod']:.0f} grey levels per iod" if r["change_per_iod"] else ""
-        say(f"  {key:<24} output change {r['output_change_grey']:.3f} grey levels a frame inside the face "
+        say(f"  {key:<40} output change {r['output_change_grey']:.3f} grey levels a frame inside the face "
             f"({st['face_pixels']} px){per}"
             + (f"; whole path {r['pipeline_frames_per_s']:.1f} frames/s" if "pipeline_frames_per_s" in r else ""))
+    res["load_average_at_end"] = list(os.getloadavg())
+    busy = max(res["load_average_at_start"][0], res["load_average_at_end"][0]) > (res["cores"] or 1)
+    say(f"load average (1 min) at start {res['load_average_at_start'][0]:.1f}, at end "
+        f"{res['load_average_at_end'][0]:.1f}, on {res['cores']} cores"
+        + (": other processes shared the CPU, so these frames/s are low" if busy else ""))
     if out_json:
         write_json(out_json, res)
         say(f"wrote {out_json}")

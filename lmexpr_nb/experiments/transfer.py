@@ -1,7 +1,7 @@
 """Shape vs motion transfer across identities: what each does to identity and to the landmarks.
 
-    rows = transfer_comparison(cache, G, cfg)      # one row per way of making the target
-    write_table(ctx.tables, "transfer_shape_vs_motion", rows, provenance)
+    rows = transfer_comparison(cache, G, cfg, weights=model.weights)   # one row per way of making the target
+    write_transfer_table(ctx.tables, rows, provenance)                # tables/transfer_shape_vs_motion.csv|md
 
 Pairs: every cross-identity pair of the `split`'s subjects: input = a subject's neutral frame,
 donor = the peak frame of every expression of every OTHER subject of the split (Fig. 8's setting,
@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from lmexpr_nb.data.frames import neutral_frame, peak_frames, reference_frame, subjects_in
+from lmexpr_nb.experiments.tables import write_table
 from lmexpr_nb.landmarks.motion import transfer_target
 from lmexpr_nb.metrics import registry
 from lmexpr_nb.metrics.identity import cosine_scores
@@ -59,10 +60,11 @@ def identity_gallery_frames(cache, split: str = "val") -> np.ndarray:
 
 
 def transfer_comparison(cache, G, cfg=None, split: str = "val", recogniser=None, detector=None,
-                        batch_size: int = 32) -> list[dict]:
+                        batch_size: int = 32, weights: str = "") -> list[dict]:
     """Rows (module doc): method, N pairs, cosine to input / donor (mean), Rank-1 (%), landmark NME,
-    no face found. `cfg`: an EvalConfig or Config for the recogniser; `recogniser`, `detector`: given
-    objects instead of dlib's (tests)."""
+    no face found, how far the targets moved from the input's landmarks. `cfg`: an EvalConfig or
+    Config for the recogniser; `recogniser`, `detector`: given objects instead of dlib's (tests);
+    `weights`: how the generator's rows name it (model/trained.py's TrainedModel.weights)."""
     pairs = cross_identity_pairs(cache, split)
     if not pairs:
         raise ValueError(f"no cross-identity pairs: the {split} split needs two subjects with expressions")
@@ -88,7 +90,7 @@ def transfer_comparison(cache, G, cfg=None, split: str = "val", recogniser=None,
         ident = registry.get("identity").compare(g_emb, subj[gallery], emb, subj[src])
         nme = registry.summarise("landmark_error", registry.scores("landmark_error", fake=fake,
                                                                    target_landmarks=targets, detector=det))
-        rows.append({"method": name, "pairs": len(pairs),
+        rows.append({"method": name, "generator": "none (the input itself)" if mode is None else (weights or "given"),
                      "cosine to input": float(np.mean(np.diag(cosine_scores(emb, in_emb)))),
                      "cosine to donor": float(np.mean(np.diag(cosine_scores(emb, don_emb)))),
                      "Rank-1 (%)": 100 * ident.rank1, "landmark NME": nme.value,
@@ -96,6 +98,19 @@ def transfer_comparison(cache, G, cfg=None, split: str = "val", recogniser=None,
                      "target moved from input (NME)": _mean_nme(targets, lm[src]),
                      "N": len(pairs)})
     return rows
+
+
+def write_transfer_table(folder, rows: list[dict], provenance: dict):
+    """tables/transfer_shape_vs_motion.csv and .md (experiments/tables.py's write_table)."""
+    note = ("Cross-identity pairs of the validation subjects: a subject's neutral frame given the landmarks of "
+            "another subject's peak frame (shape transfer: its shape aligned onto the input, the paper's Fig. 8) or "
+            "the input's own landmarks moved by that subject's change from its neutral frame (motion transfer), "
+            "and the peak frame's label. Cosines and Rank-1: dlib's face descriptor (Rank-1 against one other "
+            "neutral frame per validation subject). Landmark NME: dlib's landmarks on each generated face against "
+            "the targets it was given (the copy row: the input against the motion targets). 'Target moved from "
+            "input': how far the targets are from the input's own landmarks. Method: experiments/transfer.py.")
+    return write_table(folder, "transfer_shape_vs_motion", rows, provenance,
+                       title="Shape vs motion transfer across identities (identity and landmark error)", note=note)
 
 
 def _mean_nme(a, b) -> float:
