@@ -4,7 +4,6 @@ explore/animate.py, `python -m lmexpr_nb animate`), the explorer's animation pan
 Faces are the synthetic default's, rendered here at a quarter of CK+'s size (exact landmarks known;
 dlib finds and tracks them); the model is tests/tiny_run.py's tiny trained generator."""
 import json
-import sys
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -12,18 +11,15 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_run import tiny_model
 
 from lmexpr_nb.data.cache import load_cache
 from lmexpr_nb.data.records import CLASSES
 from lmexpr_nb.data.synthetic.render import render_sequence, sequence_order
-from lmexpr_nb.explore import animate, animation_panel, drive
-from lmexpr_nb.explore import expressions as ex
+from lmexpr_nb.explore import animate, animation_panel, drive, expressions as ex
 from lmexpr_nb.explore.infer import load_model
 from lmexpr_nb.landmarks.align import Similarity, align_shape
 from lmexpr_nb.landmarks.motion import motion_magnitude, motion_transfer, region_ratios, transfer_target
-
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny_run import tiny_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (320, 240)          # even sides: the MP4 keeps the photo's size exactly
@@ -252,13 +248,17 @@ def test_explorer_motion_choice_and_animation_panel(tiny, editor, tmp_path):
 
 
 def test_bench_animate_prints_and_writes_its_numbers(tiny, tmp_path):
-    from lmexpr_nb.bench.animate import bench_animate
+    from lmexpr_nb.bench.animate import bench_animate, generator_fps
+    from lmexpr_nb.config import ModelConfig
+    fps = generator_fps(ModelConfig(image_size=32, ngf=4, ndf=4, n_blocks=1), batch=2, iters=1)
+    assert fps["eager_frames_per_s"] > 0 and fps["bn_folded_frames_per_s"] > 0 and fps["config"]["ngf"] == 4
     lines = []
-    res = bench_animate(tmp_path / "animate.json", model=str(tiny["checkpoint"]), frames=3, batch=2, iters=1,
-                        sizes=("smoke",), say=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    res = bench_animate(tmp_path / "animate.json", model=str(tiny["checkpoint"]), frames=2, batch=2, sizes=(),
+                        say=lambda *a, **k: lines.append(" ".join(map(str, a))))
     saved = json.loads((tmp_path / "animate.json").read_text())
-    assert saved["fps_smoke"]["bn_folded_frames_per_s"] > 0 and saved["weights_for_stability"].startswith("generator")
+    assert saved["weights_for_stability"].startswith("generator") and "load_average_at_start" in saved
     st = res["stability"]
     assert st["still/generator"]["output_change_grey"] == 0.0 and st["still/warp baseline"]["output_change_grey"] == 0.0
     assert st["sequence/generator"]["output_change_grey"] > 0 and st["driver_change_tracked_iod"] > 0
+    assert st["sequence, true landmarks/warp baseline"]["output_change_grey"] > 0
     assert any("still/generator" in x for x in lines) and any("frames/s" in x for x in lines)

@@ -31,8 +31,9 @@ from lmexpr_nb.metrics.identity import cosine_scores
 from lmexpr_nb.metrics.landmark_error import nme_detector
 from lmexpr_nb.model.generate import synthesize
 
-MODES = {"shape transfer (paper Fig. 8)": ("shape", False), "motion transfer": ("motion", False),
-         "motion transfer, per-region scaling": ("motion", True)}
+# key: (row name, transfer, per-region scaling)
+MODES = {"shape": ("shape transfer (paper Fig. 8)", "shape", False), "motion": ("motion transfer", "motion", False),
+         "motion-regions": ("motion transfer, per-region scaling", "motion", True)}
 COPY = "copy input (reference)"
 
 
@@ -60,11 +61,15 @@ def identity_gallery_frames(cache, split: str = "val") -> np.ndarray:
 
 
 def transfer_comparison(cache, G, cfg=None, split: str = "val", recogniser=None, detector=None,
-                        batch_size: int = 32, weights: str = "") -> list[dict]:
+                        batch_size: int = 32, weights: str = "", modes=tuple(MODES)) -> list[dict]:
     """Rows (module doc): method, N pairs, cosine to input / donor (mean), Rank-1 (%), landmark NME,
     no face found, how far the targets moved from the input's landmarks. `cfg`: an EvalConfig or
     Config for the recogniser; `recogniser`, `detector`: given objects instead of dlib's (tests);
-    `weights`: how the generator's rows name it (model/trained.py's TrainedModel.weights)."""
+    `weights`: how the generator's rows name it (model/trained.py's TrainedModel.weights); `modes`:
+    which rows besides the copy row (keys of MODES; each costs a dlib descriptor per pair)."""
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"unknown transfer mode(s) {unknown}: use {', '.join(MODES)}")
     pairs = cross_identity_pairs(cache, split)
     if not pairs:
         raise ValueError(f"no cross-identity pairs: the {split} split needs two subjects with expressions")
@@ -78,7 +83,7 @@ def transfer_comparison(cache, G, cfg=None, split: str = "val", recogniser=None,
     g_emb = rec.embed(cache.images[gallery])
     in_emb, don_emb = rec.embed(cache.images[src]), rec.embed(cache.images[don])
     rows = []
-    for name, (mode, region) in {COPY: (None, False), **MODES}.items():
+    for name, mode, region in [(COPY, None, False)] + [MODES[m] for m in modes]:
         if mode is None:
             fake = cache.images[src]
             targets = np.stack([transfer_target("motion", lm[s], lm[d], lm[r]) for s, d, r in zip(src, don, refs)])

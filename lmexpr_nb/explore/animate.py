@@ -171,10 +171,10 @@ class AnimationWriter:
 
     def _open(self, w: int, h: int):
         if self.path.suffix.lower() == ".gif":
-            kw = dict(codec="gif", pix_fmt_out="pal8", quality=None, output_params=[
-                "-f", "gif", "-loop", "0", "-vf", "split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse"])
+            kw = {"codec": "gif", "pix_fmt_out": "pal8", "quality": None, "output_params": [
+                "-f", "gif", "-loop", "0", "-vf", "split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse"]}
         else:
-            kw = dict(codec="libx264", pix_fmt_out="yuv420p", quality=self.quality, output_params=["-f", "mp4"])
+            kw = {"codec": "libx264", "pix_fmt_out": "yuv420p", "quality": self.quality, "output_params": ["-f", "mp4"]}
         self._ffmpeg = imageio_ffmpeg.write_frames(str(self._tmp), (w, h), fps=self.fps, macro_block_size=1,
                                                    ffmpeg_log_level="error", **kw)
         self._ffmpeg.send(None)

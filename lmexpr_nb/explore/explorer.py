@@ -21,8 +21,11 @@ Choices where the issue was silent:
 - A photo's expression is unknown: "source is" is left empty and the note asks for it;
   until then neutral is assumed (said in the status line). The kit does not guess it.
 - Saved files are named from the whole state: source (subject-row or photo-<name>),
-  expression-intensity, donor-<subject>, each moved region with its signed amount, then a
-  counter, e.g. explorer_S004-12_happy-1.00_donor-S001_mouth+0.50_0.png.
+  expression-intensity, donor-<subject> (donor-<subject>-motion when it gives only its
+  expression), each moved region with its signed amount, then a counter, e.g.
+  explorer_S004-12_happy-1.00_donor-S001_mouth+0.50_0.png.
+- A landmark donor gives its face shape by default (the paper's Fig. 8); "donor gives" switches
+  to its expression alone (motion transfer, landmarks/motion.py).
 - `trained_on` is the checkpoint's provenance (model/trained.py's TrainedModel.provenance);
   {"untrained": True} for a random generator; None (unknown) shows no note.
 """
