@@ -88,7 +88,7 @@ def status_text(state: ExplorerState) -> str:
     who = source_title(src) + ("" if src.label_known else " (expression not set: neutral assumed)")
     parts = [f"{who}: {CLASSES[src.label]} → {s.expression} at {s.intensity:.2f}"]
     if s.donor:
-        parts.append(f"landmark donor {s.donor} ({TRANSFERS[s.transfer]})")
+        parts.append(f"landmark donor {s.donor}" + (f" ({TRANSFERS[s.transfer]})" if s.transfer != "shape" else ""))
     moved = [f"{k} {v:+.2f}" for k, v in s.regions.items() if v]
     if moved:
         parts.append("regions " + ", ".join(moved))
