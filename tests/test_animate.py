@@ -4,6 +4,7 @@ explore/animate.py, `python -m lmexpr_nb animate`), the explorer's animation pan
 Faces are the synthetic default's, rendered here at a quarter of CK+'s size (exact landmarks known;
 dlib finds and tracks them); the model is tests/tiny_run.py's tiny trained generator."""
 import json
+import subprocess
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -160,6 +161,9 @@ def test_the_command_writes_an_mp4_that_opens_with_the_right_frame_count(tiny, s
     assert imageio_ffmpeg.count_frames_and_secs(str(out))[0] == 5
     video = iio.imread(out)
     assert video.shape == (5, SIZE[1], SIZE[0], 3)
+    meta = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(out), "-f", "ffmetadata", "-"],
+                          capture_output=True, text=True).stdout
+    assert "comment=lmexpr animate: folder of frames" in meta and "synthetic data" in meta   # what made it
     # the driver as a video file (written by the same writer): a video driver, a GIF out
     clip = animate.write_animation(scene["frames"], tmp_path / "drive.mp4", fps=12)
     gif = tmp_path / "again.gif"

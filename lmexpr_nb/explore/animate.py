@@ -155,13 +155,14 @@ class AnimationWriter:
     (the file appears whole when the writer closes, or not at all): .mp4 is H.264 (yuv420p; its 4:2:0
     needs even sides, so an odd width or height is padded by one replicated pixel), .gif a looping
     GIF with one palette made for the whole animation. Every frame is kept, identical ones too (a
-    still driver's, a lost face's filled frame): the frame count is the driver's."""
+    still driver's, a lost face's filled frame): the frame count is the driver's. `comment`: what
+    made the animation, stamped into an MP4's metadata (GIF has no place for it)."""
 
-    def __init__(self, path, fps: float = DEFAULT_FPS, quality: int = 8):
+    def __init__(self, path, fps: float = DEFAULT_FPS, quality: int = 8, comment: str = ""):
         self.path = Path(path)
         if self.path.suffix.lower() not in FORMATS:
             raise ValueError(f"{self.path.name}: the animation must be {' or '.join(FORMATS)}")
-        self.fps, self.quality, self.n = float(fps), quality, 0
+        self.fps, self.quality, self.n, self.comment = float(fps), quality, 0, comment
         self._ffmpeg = self._stack = self._tmp = None
 
     def __enter__(self) -> Self:
@@ -174,7 +175,9 @@ class AnimationWriter:
             kw = {"codec": "gif", "pix_fmt_out": "pal8", "quality": None, "output_params": [
                 "-f", "gif", "-loop", "0", "-vf", "split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse"]}
         else:
-            kw = {"codec": "libx264", "pix_fmt_out": "yuv420p", "quality": self.quality, "output_params": ["-f", "mp4"]}
+            meta = ["-metadata", f"comment={self.comment}"] if self.comment else []
+            kw = {"codec": "libx264", "pix_fmt_out": "yuv420p", "quality": self.quality,
+                  "output_params": ["-f", "mp4", *meta]}
         self._ffmpeg = imageio_ffmpeg.write_frames(str(self._tmp), (w, h), fps=self.fps, macro_block_size=1,
                                                    ffmpeg_log_level="error", **kw)
         self._ffmpeg.send(None)
@@ -208,9 +211,9 @@ class AnimationWriter:
         return self._stack.__exit__(kind, value, tb)
 
 
-def write_animation(frames, path, fps: float = DEFAULT_FPS) -> Path:
+def write_animation(frames, path, fps: float = DEFAULT_FPS, comment: str = "") -> Path:
     """Write `frames` (uint8 (H, W, 3) each) to `path` (.mp4 or .gif; AnimationWriter)."""
-    with AnimationWriter(path, fps) as w:
+    with AnimationWriter(path, fps, comment=comment) as w:
         for f in frames:
             w.append(f)
     return Path(path)
@@ -251,7 +254,9 @@ def animate_main(argv: list[str] | None = None) -> int:
         editor = load_model(a.model, device=a.device)
         writable_dir(out.parent if str(out.parent) else Path("."), "--out folder")
         fps = a.fps or driver.fps or DEFAULT_FPS
-        with exclusive_lock(out.with_name(f".{out.name}.lock"), "animate"), AnimationWriter(out, fps) as w:
+        made = f"lmexpr animate: {driver.describe()}; expression {CLASSES[k]}; model: {editor_provenance(editor)}"
+        with exclusive_lock(out.with_name(f".{out.name}.lock"), "animate"), AnimationWriter(out, fps,
+                                                                                          comment=made) as w:
             anim = animate_photo(editor, photo, driver, label=k, reference=a.reference,
                                  source_label=ex.as_class(a.photo_label), mask=a.mask, batch_size=a.batch,
                                  progress=not a.no_progress, region_scale=a.region_scale, sink=w.append)

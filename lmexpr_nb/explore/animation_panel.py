@@ -123,8 +123,11 @@ def animate_source(generator, model_cfg, expressions, source, driver: Driver, la
 
 
 def save_animation(anim: SourceAnimation, path) -> Path:
-    """Write the panel's frames (driver | generated) as an .mp4 or .gif at the driver's frame rate."""
-    return write_animation(anim.frames, path, anim.fps)
+    """Write the panel's frames (driver | generated) as an .mp4 or .gif at the driver's frame rate
+    (an MP4 says in its comment what drove it)."""
+    p = anim.plan
+    return write_animation(anim.frames, path, anim.fps, comment=f"lmexpr explorer: {anim.driver}; expression "
+                                                               f"{CLASSES[p.expression]} (left: driver, right: generated)")
 
 
 class AnimationPanel:
