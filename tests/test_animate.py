@@ -148,6 +148,11 @@ def test_a_cache_sequence_drives_with_its_own_landmarks_and_annotation(editor, t
     anim = animate.animate_photo(editor, scene["photo"], d)
     assert anim.n_frames == d.n_frames and anim.track.how == ["given"] * d.n_frames
     assert anim.plan.expression == d.label
+    # per frame from the annotation: frames annotated neutral keep the photo's neutral label
+    neutral = d.labels == 0
+    assert neutral.any() and np.all(anim.plan.intensity[neutral] == 0)
+    np.testing.assert_array_equal(anim.plan.labels[neutral].argmax(1), 0)
+    np.testing.assert_allclose(anim.plan.labels[~neutral][:, d.label], anim.plan.intensity[~neutral], rtol=1e-6)
 
 
 def test_the_command_writes_an_mp4_that_opens_with_the_right_frame_count(tiny, scene, tmp_path, capsys):

@@ -10,7 +10,7 @@ Per frame t of the driver, with its landmarks tracked (drive.track_driver):
   reference frame (frame 0, or `reference`) onto the photo's face: the photo keeps its face shape;
   the driver's head pose relative to its reference is taken out, so only the expression moves;
 - label: the expression (`label`, else the driver's annotation: a cache sequence's, a CK+ folder's
-  Emotion file), blended with the photo's own expression (`source_label`, neutral unless said) by
+  Emotion file; a cache frame annotated neutral keeps the photo's own label), blended with the photo's own expression (`source_label`, neutral unless said) by
   an intensity from the motion's size, as the explorer's intensity slider blends it
   (expressions.blend_label): i_t = min(1, m_t / m_k), m_t the RMS motion of frame t and m_k that of
   the expression's mean displacement in the model's expressions.npz (explore/expressions.py), both
@@ -80,8 +80,10 @@ def expression_magnitude(expressions: ex.ExpressionModel | None, k: int) -> floa
 
 def plan_animation(source_landmarks, driver_landmarks, expression, reference: int = 0, source_label=0,
                    expressions: ex.ExpressionModel | None = None, num_classes: int = len(CLASSES),
-                   region_scale: bool = False) -> AnimationPlan:
-    """Targets, labels and intensities for every driver frame (module doc)."""
+                   region_scale: bool = False, frame_labels=None) -> AnimationPlan:
+    """Targets, labels and intensities for every driver frame (module doc). `frame_labels` (N,): the
+    dataset's per-frame annotation; a frame annotated neutral (0) gets the photo's own label
+    (intensity 0), whatever its motion."""
     lms = np.asarray(driver_landmarks, np.float64)
     ref = lms[reference]
     k = ex.as_class(expression)
@@ -89,6 +91,8 @@ def plan_animation(source_landmarks, driver_landmarks, expression, reference: in
     m = np.array([motion_magnitude(lm, ref) for lm in lms])
     scale = expression_magnitude(expressions, k) or (float(m.max()) if m.max() > 0 else None)
     intensity = np.clip(m / scale, 0.0, 1.0) if scale else np.zeros(len(lms))
+    if frame_labels is not None:
+        intensity[np.asarray(frame_labels) == 0] = 0.0
     labels = np.stack([ex.blend_label(source_label, k, i, num_classes) for i in intensity])
     return AnimationPlan(targets, labels, intensity, k, int(reference))
 
@@ -134,7 +138,7 @@ def animate_photo(editor, photo, driver: Driver, *, label=None, reference: int =
     k = driver_expression(driver, label)
     track = track or track_driver(driver, detector, reference, progress)
     plan = plan_animation(face.landmarks, track.landmarks, k, reference, source_label, editor.expressions,
-                          model_cfg.num_classes, region_scale)
+                          model_cfg.num_classes, region_scale, driver.labels if label is None else None)
     s = model_cfg.image_size
     box = feather_mask(s) if mask == "box" else None
     frames = []
@@ -247,9 +251,12 @@ def animate_main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--out {a.out}: the animation must be {' or '.join(FORMATS)}")
         if a.batch < 1 or (a.fps is not None and not 0 < a.fps <= 240):
             raise ValueError("--batch must be >= 1 and --fps in (0, 240]")
+        photo_label = ex.as_class(a.photo_label)
         driver = open_driver(a.drive, load_cache(a.data) if a.data else None)
         print(f"driver: {driver.describe()}", flush=True)
         k = driver_expression(driver, a.label)
+        if not 0 <= a.reference < driver.n_frames:
+            raise ValueError(f"--reference {a.reference} is outside the driver's frames 0..{driver.n_frames - 1}")
         photo = read_photo(a.photo)
         editor = load_model(a.model, device=a.device)
         writable_dir(out.parent if str(out.parent) else Path("."), "--out folder")
@@ -258,7 +265,7 @@ def animate_main(argv: list[str] | None = None) -> int:
         with exclusive_lock(out.with_name(f".{out.name}.lock"), "animate"), AnimationWriter(out, fps,
                                                                                           comment=made) as w:
             anim = animate_photo(editor, photo, driver, label=k, reference=a.reference,
-                                 source_label=ex.as_class(a.photo_label), mask=a.mask, batch_size=a.batch,
+                                 source_label=photo_label, mask=a.mask, batch_size=a.batch,
                                  progress=not a.no_progress, region_scale=a.region_scale, sink=w.append)
     except (ValueError, OSError, KeyError) as e:
         text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)

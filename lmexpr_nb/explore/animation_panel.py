@@ -115,7 +115,7 @@ def animate_source(generator, model_cfg, expressions, source, driver: Driver, la
     k = driver_expression(driver, label)
     track = track_driver(driver, detector)
     plan = plan_animation(source.landmarks, track.landmarks, k, 0, source.label, expressions,
-                          model_cfg.num_classes)
+                          model_cfg.num_classes, frame_labels=driver.labels if label is None else None)
     gen = np.concatenate(list(generate_animation(generator, model_cfg, source.image, source.landmarks, plan,
                                                  batch_size, device)))
     frames = [side_by_side(f, lm, g) for f, lm, g in zip(driver.frames(), track.landmarks, gen)]
