@@ -243,8 +243,10 @@ def test_explorer_motion_choice_and_animation_panel(tiny, editor, tmp_path):
     assert not np.allclose(shape_target, e.last["target_landmarks"])
     assert "take the donor&#x27;s expression" in e.status.value       # HTML-escaped
     panel = e.animation
+    assert panel.view not in panel.widget.children                 # no empty picture before an animation
     anim = panel.animate()
     assert anim is not None and panel.slider.max == len(anim.frames) - 1 and panel.view.value
+    assert panel.view in panel.widget.children
     assert anim.frames[0].shape == (animation_panel.VIEW, 2 * animation_panel.VIEW + 4, 3)
     panel.slider.value = len(anim.frames) - 1
     p = panel.save("mp4")

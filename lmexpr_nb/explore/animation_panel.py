@@ -4,11 +4,11 @@
     anim.frames            # the driver's frame beside the generated face, one picture per frame
     save_animation(anim, "figures/animation.mp4")     # or .gif
 
-What a person sees under the explorer (explorer.py adds it):
+What a person sees under the explorer (explorer.py shows it below its own box):
 
-    driving sequence (any subject/sequence of the cache) | upload a video or frames | expression
+    driving sequence (any subject/sequence of the cache) | upload a video or frames | animate as
     Animate | play control (ipywidgets Play linked to a frame slider) | Save MP4 | Save GIF
-    the frame: the driver (its landmarks dotted) beside the generated face
+    the frame, once animated: the driver (its landmarks dotted) beside the generated face
     status line: what drove it, how many frames, faces lost, where it was saved
 
 The face is the explorer's current source (a cache crop or an uploaded photo's crop), animated at
@@ -147,7 +147,7 @@ class AnimationPanel:
                                    style=style, layout=W.Layout(width="420px")),
             "upload": W.FileUpload(accept="video/*,image/*", multiple=True, description="video / frames"),
             "expression": W.Dropdown(options=[("the driver's own", ANNOTATION)] + [(c, c) for c in CLASSES[1:]],
-                                     value=ANNOTATION, description="expression", style=style),
+                                     value=ANNOTATION, description="animate as", style=style),
         }
         self.buttons = {"animate": W.Button(description="Animate", icon="play-circle"),
                         "save_mp4": W.Button(description="Save MP4", icon="film", disabled=True),
@@ -155,7 +155,7 @@ class AnimationPanel:
         self.play = W.Play(value=0, min=0, max=0, interval=int(1000 / DEFAULT_FPS), description="play")
         self.slider = W.IntSlider(value=0, min=0, max=0, description="frame", style=style)
         W.jslink((self.play, "value"), (self.slider, "value"))
-        self.view = W.Image(format="png")
+        self.view = W.Image(format="png")      # shown once there is an animation
         self.status = W.HTML()
         self.slider.observe(lambda ch: self.show_frame(ch["new"]), names="value")
         self.controls["upload"].observe(lambda ch: self.on_upload(ch["new"]), names="value")
@@ -166,7 +166,7 @@ class AnimationPanel:
         self.widget = W.VBox([W.HTML("<b>Drive this face by a sequence</b>"),
                               W.HBox([c["sequence"], c["upload"], c["expression"]]),
                               W.HBox([b["animate"], self.play, self.slider, b["save_mp4"], b["save_gif"]]),
-                              self.view, self.status])
+                              self.status])
 
     def on_upload(self, value):
         files = list(value.values()) if isinstance(value, dict) else list(value or ())
@@ -200,6 +200,8 @@ class AnimationPanel:
         self.play.max = self.slider.max = n - 1
         self.slider.value = 0
         self.show_frame(0)
+        if self.view not in self.widget.children:
+            self.widget.children = (*self.widget.children[:-1], self.view, self.widget.children[-1])
         for b in ("save_mp4", "save_gif"):
             self.buttons[b].disabled = False
         p = self.anim.plan
@@ -207,6 +209,11 @@ class AnimationPanel:
             f"{self.anim.driver} drives {st.source.name}: {CLASSES[p.expression]}, intensity "
             f"{p.intensity.min():.2f}..{p.intensity.max():.2f} from the motion; {self.anim.track.summary()}")
         return self.anim
+
+    def show(self):
+        from IPython.display import display  # lazy: only inside a notebook
+        display(self.widget)
+        return self
 
     def show_frame(self, t: int):
         if self.anim is not None and 0 <= t < len(self.anim.frames):

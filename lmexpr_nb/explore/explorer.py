@@ -200,8 +200,7 @@ class ExpressionExplorer:
             pictures, self.note,
             W.HBox([self.buttons["save_image"], c["frames"], self.buttons["save_gif"], self.busy]),
             self.status])
-        self.animation = AnimationPanel(self)
-        self.widget.children += (self.animation.widget,)
+        self.animation = AnimationPanel(self)          # shown below the explorer's box
         self.refresh()
 
     # callbacks --------------------------------------------------------------------------
@@ -340,6 +339,7 @@ class ExpressionExplorer:
     def show(self):
         from IPython.display import display  # lazy: only inside a notebook
         display(self.widget)
+        self.animation.show()
         return self
 
     def _ipython_display_(self):
