@@ -172,8 +172,8 @@ class ExpressionExplorer:
                                        description="intensity", **slider),
             "donor": W.Dropdown(options=self._donor_options(src), value="none", description="landmark donor",
                                 style=style),
-            "transfer": W.Dropdown(options=[(v, k) for k, v in TRANSFERS.items()], value="shape",
-                                   description="donor gives", style=style),
+            "transfer": W.Dropdown(options=[("its face shape (Fig. 8)", "shape"), ("its expression only", "motion")],
+                                   value="shape", description="donor gives", style=style),
             **{r: W.FloatSlider(value=0.0, min=-1.0, max=1.0, step=0.05, description=r, **slider)
                for r in REGIONS},
             "frames": W.IntSlider(value=12, min=2, max=48, description="GIF frames", continuous_update=False,
