@@ -166,7 +166,7 @@ def test_the_command_writes_an_mp4_that_opens_with_the_right_frame_count(tiny, s
     assert imageio_ffmpeg.count_frames_and_secs(str(out))[0] == 5
     video = iio.imread(out)
     assert video.shape == (5, SIZE[1], SIZE[0], 3)
-    meta = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(out), "-f", "ffmetadata", "-"],
+    meta = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(out), "-f", "ffmetadata", "-"], check=True,
                           capture_output=True, text=True).stdout
     assert "comment=lmexpr animate: folder of frames" in meta and "synthetic data" in meta   # what made it
     # the driver as a video file (written by the same writer): a video driver, a GIF out
