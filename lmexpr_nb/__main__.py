@@ -13,10 +13,12 @@ COMMANDS = {
     "preprocess": ("lmexpr_nb.landmarks.preprocess", "preprocess_main", "dlib detection, crops, landmarks, split -> cache"),
     "train": ("lmexpr_nb.train.cli", "train_main", "train the generator and discriminators"),
     "run": ("lmexpr_nb.runner.run", "run_main", "execute the notebooks headlessly with papermill"),
-    "bench": ("lmexpr_nb.__main__", "bench_command", "benchmarks: preprocess | train | infer | learn | gpu"),
+    "animate": ("lmexpr_nb.explore.animate", "animate_main", "drive a photo by a video, frames or a cache sequence"),
+    "bench": ("lmexpr_nb.__main__", "bench_command", "benchmarks: preprocess | train | infer | learn | gpu | animate"),
 }
 BENCHES = {"preprocess": "lmexpr_nb.bench.preprocess", "train": "lmexpr_nb.bench.train",
-           "infer": "lmexpr_nb.bench.infer", "learn": "lmexpr_nb.bench.learn", "gpu": "lmexpr_nb.bench.gpu.main"}
+           "infer": "lmexpr_nb.bench.infer", "learn": "lmexpr_nb.bench.learn", "gpu": "lmexpr_nb.bench.gpu.main",
+           "animate": "lmexpr_nb.bench.animate"}
 
 
 def bench_command(argv: list[str] | None = None) -> int:

@@ -174,7 +174,7 @@ def test_explorer_end_to_end_in_jupyterlab(browser, tmp_path):
         stderr = page.locator("[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
         (OUT / "notebook_stderr.txt").write_text("\n---\n".join(stderr) + "\n")     # warnings, for a look
         # what a person sees: real controls, captions, a donor label that is not cut
-        assert explorer.locator("select").count() == 5          # subject, frame, source is, expression, donor
+        assert explorer.locator("select").count() == 6          # subject, frame, source is, expression, donor, donor gives
         assert explorer.locator(".widget-slider").count() == 6
         assert explorer.locator("button").count() == 3
         text = explorer.inner_text()

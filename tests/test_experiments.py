@@ -12,7 +12,7 @@ from lmexpr_nb.common.weights import MissingWeightsError
 from lmexpr_nb.config import Config, EvalConfig, ModelConfig
 from lmexpr_nb.data import frames
 from lmexpr_nb.data.pairs import evaluation_pairs
-from lmexpr_nb.experiments import evalset, figures, table5, table6, tables
+from lmexpr_nb.experiments import evalset, figures, table5, table6, tables, transfer
 from lmexpr_nb.landmarks.align import align_shape
 from lmexpr_nb.model import nets
 from lmexpr_nb.model.trained import NoTrainedModel
@@ -328,6 +328,40 @@ def test_figures_are_written(cache, G, tmp_path):
     for name in ("fig9_same_identity", "fig8_landmark_transfer", "fig7_comparison"):
         p = tmp_path / f"{name}.png"
         assert p.is_file() and p.stat().st_size > 1000
+
+
+def test_fig8_motion_rows_keep_the_inputs_shape_and_the_shape_rows_stay_the_papers(cache, G, tmp_path):
+    import matplotlib.pyplot as plt
+    fig, ex = figures.figure_landmark_transfer(cache, G, tmp_path / "fig8.png", PROV, n_examples=3)
+    titles = [t.get_text() for ax in fig.axes for t in [ax.yaxis.label] if t.get_text()]
+    assert any("motion transfer" in t for t in titles) and any("shape transfer" in t for t in titles)
+    plt.close("all")
+    lm = cache.landmarks.astype(np.float64)
+    shape = figures.transfer_landmarks(cache, ex)
+    np.testing.assert_allclose(shape, [align_shape(lm[d], lm[s]) for s, d in ex], atol=1e-4)   # Fig. 8 unchanged
+    motion = figures.transfer_landmarks(cache, ex, "motion")
+    # motion: the input's own landmarks + the donor's change from the neutral start of its sequence
+    for (s, d), m in zip(ex, motion):
+        ref = frames.reference_frame(cache, d)
+        assert cache.labels[ref] == 0 and cache.sequences[ref] == cache.sequences[d] and cache.subjects[ref] == cache.subjects[d]
+        assert np.linalg.norm(m - lm[s], axis=1).mean() < np.linalg.norm(shape[ex.index((s, d))] - lm[s], axis=1).mean()
+
+
+def test_shape_vs_motion_table(cache, G, tmp_path):
+    rows = transfer.transfer_comparison(cache, G, recogniser=MeanColour(), weights="untrained test G")
+    pairs = transfer.cross_identity_pairs(cache)
+    subj = cache.subjects
+    assert len(pairs) == 3 * 2 * 2 and all(subj[a] != subj[b] and cache.labels[b] != 0 for a, b in pairs)
+    by = {r["method"]: r for r in rows}
+    assert list(by) == [transfer.COPY] + [m[0] for m in transfer.MODES.values()]
+    assert all(r["N"] == len(pairs) for r in rows)
+    assert by[transfer.COPY]["cosine to input"] == pytest.approx(1.0) and by[transfer.COPY]["Rank-1 (%)"] == 100
+    assert (by["motion transfer"]["target moved from input (NME)"]
+            < by["shape transfer (paper Fig. 8)"]["target moved from input (NME)"])
+    gallery = transfer.identity_gallery_frames(cache)
+    assert not set(gallery) & {a for a, _ in pairs}                       # no input is its own gallery image
+    csv, md = transfer.write_transfer_table(tmp_path, rows, PROV)
+    assert "motion transfer" in md.read_text() and "untrained test G" in csv.read_text()
 
 
 def test_align_shape_recovers_a_similarity_transform():

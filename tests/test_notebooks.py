@@ -69,7 +69,7 @@ def test_failing_notebook_stops_the_run_and_names_the_cell(tmp_path):
 
 
 # calls whose value is what the cell is for (they display, or return None)
-SHOWN_ON_PURPOSE = {"print", "display", "Markdown", "show_table", "show_image", "show"}
+SHOWN_ON_PURPOSE = {"print", "display", "Markdown", "show_table", "show_image", "show_video", "show"}
 
 
 def _repr_ending(src: str):

@@ -175,3 +175,13 @@ def show_image(path: str | Path):
         display(Image(filename=str(path)))
     except ImportError:
         print(path)
+
+
+def show_video(path: str | Path):
+    """Display a saved MP4 inline in Jupyter as an HTML5 video with a play control, looping (its
+    path elsewhere)."""
+    try:
+        from IPython.display import Video, display  # lazy: only inside a notebook
+        display(Video(str(path), embed=True, html_attributes="controls loop muted"))
+    except ImportError:
+        print(path)

@@ -2,7 +2,9 @@
 
 Frames are ordered by (sequence, frame) within a subject. A subject's *neutral frame* is its first
 frame labelled neutral (0), its first frame if it has none; its *peak frames* are, per expression,
-the last frame with that label (the sequence's apex, CK+'s and Oulu-CASIA's convention).
+the last frame with that label (the sequence's apex, CK+'s and Oulu-CASIA's convention). A frame's
+*reference frame* is the neutral start of its own sequence (motion transfer measures a donor's
+expression from it): the sequence's first neutral frame, else the subject's neutral frame.
 """
 from __future__ import annotations
 
@@ -33,6 +35,15 @@ def neutral_frame(cache, subject: str, split: str | None = None) -> int:
     if idx.size == 0:
         raise ValueError(f"subject {subject} has no frames")
     return int(_order(cache, idx)[0])
+
+
+def reference_frame(cache, index: int) -> int:
+    """The first neutral frame of frame `index`'s own sequence (subject and sequence), else its
+    subject's neutral frame (any split)."""
+    subjects, seqs = np.asarray(cache.subjects).astype(str), np.asarray(cache.sequences).astype(str)
+    i = int(index)
+    idx = np.flatnonzero((subjects == subjects[i]) & (seqs == seqs[i]) & (np.asarray(cache.labels) == 0))
+    return int(_order(cache, idx)[0]) if idx.size else neutral_frame(cache, subjects[i])
 
 
 def peak_frames(cache, subject: str, split: str | None = None) -> dict[int, int]:

@@ -38,10 +38,13 @@ def _frame_number(p: Path) -> int:
     return int(nums[-1]) if nums else 0
 
 
-def _images(folder: Path, out: ReadResult) -> list[Path]:
-    """The images of `folder` by frame number. Everything else in it except hidden files is a
-    recorded skip in `out`: anything named like an image that is not a regular file, a format the
-    kit does not read, any other file."""
+def frame_files(folder, out: ReadResult | None = None) -> list[Path]:
+    """The images of a folder of frames, in frame order (the last number in each name, then the
+    name). Everything else in it except hidden files and sub-folders is left out, and with `out` a
+    recorded skip there: anything named like an image that is not a regular file, a format the kit
+    does not read, any other file."""
+    folder = Path(folder)
+    out = out if out is not None else ReadResult([], [], "frames", False)
     keep = []
     for p in sorted(folder.iterdir()):
         ext = p.suffix.lower()
@@ -95,6 +98,31 @@ def read_landmark_file(path: Path) -> np.ndarray | None:
     return a
 
 
+def read_emotion_file(path: Path) -> int:
+    """A CK+ Emotion file's code 1..7 (= the kit's label, data/records.py); a ValueError saying why not."""
+    try:
+        code = float(Path(path).read_text().split()[0])
+    except (ValueError, IndexError, OSError):
+        raise ValueError("unreadable Emotion file") from None
+    if not math.isfinite(code) or code != int(code) or not 1 <= int(code) <= 7:   # nan, inf: skips too
+        raise ValueError(f"Emotion code {code} outside 1..7")
+    return int(code)
+
+
+def ckplus_sequence_label(folder) -> int | None:
+    """The expression of a CK+-layout sequence folder (<root>/cohn-kanade-images/<S>/<Q>) from its
+    Emotion file (<root>/Emotion/<S>/<Q>/*_emotion.txt); None when the folder is not laid out so or
+    has no readable Emotion file."""
+    folder = Path(folder).resolve()
+    if len(folder.parts) < 4 or folder.parent.parent.name != "cohn-kanade-images":
+        return None
+    emo = sorted((folder.parents[2] / "Emotion" / folder.parent.name / folder.name).glob("*_emotion.txt"))
+    try:
+        return read_emotion_file(emo[-1]) if emo else None
+    except ValueError:
+        return None
+
+
 def read_ckplus(root, cfg: DataConfig | None = None) -> ReadResult:
     """CK+: cohn-kanade-images/S005/001/*.png, Emotion/S005/001/*_emotion.txt, Landmarks/S005/001/*_landmarks.txt."""
     cfg = cfg or DataConfig()
@@ -118,14 +146,11 @@ def read_ckplus(root, cfg: DataConfig | None = None) -> ReadResult:
                 out.skipped.append({"path": str(emo[-1]), "reason": f"Emotion file {problem}"})
                 continue
             try:
-                code = float(emo[-1].read_text().split()[0])
-            except (ValueError, IndexError, OSError):
-                out.skipped.append({"path": str(emo[-1]), "reason": "unreadable Emotion file"})
+                code = read_emotion_file(emo[-1])
+            except ValueError as e:
+                out.skipped.append({"path": str(emo[-1]), "reason": str(e)})
                 continue
-            if not math.isfinite(code) or code != int(code) or not 1 <= int(code) <= 7:   # nan, inf: skips too
-                out.skipped.append({"path": str(emo[-1]), "reason": f"Emotion code {code} outside 1..7"})
-                continue
-            frames = _images(seq, out)
+            frames = frame_files(seq, out)
             for _, p, peak in first_last(frames, cfg.first_k, cfg.last_k):
                 lm_path = root / "Landmarks" / subj.name / seq.name / f"{p.stem}_landmarks.txt"
                 try:
@@ -134,7 +159,7 @@ def read_ckplus(root, cfg: DataConfig | None = None) -> ReadResult:
                     lm, problem = None, str(e)
                     out.skipped.append({"path": str(lm_path), "reason": problem})
                 out.records.append(Record("ckplus", subj.name, seq.name, _frame_number(p), p,
-                                          int(code) if peak else 0, lm, synthetic, problem))
+                                          code if peak else 0, lm, synthetic, problem))
     if not out.records:
         raise ValueError(f"no labelled CK+ sequences under {root} (none has an Emotion file with frames)")
     return out
@@ -164,7 +189,7 @@ def read_oulu(root, cfg: DataConfig | None = None) -> ReadResult:
                          f"(camera VL|NI, illumination Strong|Weak|Dark)")
     out = ReadResult([], [], "oulu", (root / SYNTHETIC_MARKER).is_file())
     for subj, expr, label in _expression_folders(base, out):
-        for _, p, peak in first_last(_images(expr, out), cfg.first_k, cfg.last_k):
+        for _, p, peak in first_last(frame_files(expr, out), cfg.first_k, cfg.last_k):
             out.records.append(Record("oulu", subj.name, expr.name, _frame_number(p), p, label if peak else 0,
                                       None, out.synthetic))
     if not out.records:
@@ -179,7 +204,7 @@ def read_folder(root, cfg: DataConfig | None = None) -> ReadResult:
         raise ValueError(f"folder dataset root {root} does not exist")
     out = ReadResult([], [], "folder", (root / SYNTHETIC_MARKER).is_file())
     for subj, expr, label in _expression_folders(root, out):
-        for i, p in enumerate(_images(expr, out)):
+        for i, p in enumerate(frame_files(expr, out)):
             out.records.append(Record("folder", subj.name, expr.name, i, p, label, None, out.synthetic))
     if not out.records:
         raise ValueError(f"no images under {root} in the layout <subject>/<expression>/<image> "

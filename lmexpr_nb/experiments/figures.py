@@ -17,6 +17,12 @@ the input face by the kit's one similarity alignment (landmarks/align.py: rotati
 translation, fitted on the points expressions hardly move). The donor's shape and expression are
 kept; only its placement and size follow the input. `align="none"` uses the raw donor points. The
 target label is the donor frame's label.
+
+A second, labelled block of rows shows **motion transfer** (landmarks/motion.py): the input's own
+landmarks plus the donor's change from the neutral start of its sequence (data/frames.py's
+reference_frame), mapped onto the input by the same similarity's rotation and scale; the input keeps
+its face shape and takes only the donor's expression. The shape rows are the paper's setting,
+unchanged.
 """
 from __future__ import annotations
 
@@ -25,10 +31,11 @@ import textwrap
 import numpy as np
 
 from lmexpr_nb.common.viz import footer_text, image_grid, save_figure
-from lmexpr_nb.data.frames import neutral_frame, peak_frames, subjects_in
+from lmexpr_nb.data.frames import neutral_frame, peak_frames, reference_frame, subjects_in
 from lmexpr_nb.data.records import CLASSES
 from lmexpr_nb.experiments.evalset import OURS, PRIMARY, WARP, generator_method, methods
 from lmexpr_nb.landmarks.align import align_shape
+from lmexpr_nb.landmarks.motion import motion_transfer
 
 
 def expression_grid(cache, per_class: int = 4, footer: str | None = None, seed: int = 0):
@@ -130,17 +137,21 @@ def transfer_examples(cache, split: str = "val", n_examples: int = 6, seed: int 
 def transfer_landmarks(cache, examples, align: str = "similarity") -> np.ndarray:
     """(N, 68, 2) target landmarks of Fig. 8's (input, donor) examples: the donor frame's landmarks
     moved onto the input face by the one similarity alignment (landmarks/align.py), or the raw
-    donor points with align="none"."""
-    if align not in ("similarity", "none"):
-        raise ValueError(f"align must be 'similarity' or 'none', got {align!r}")
+    donor points with align="none"; align="motion": motion transfer (the module doc)."""
+    if align not in ("similarity", "none", "motion"):
+        raise ValueError(f"align must be 'similarity', 'none' or 'motion', got {align!r}")
     lm = np.asarray(cache.landmarks, np.float32)
+    if align == "motion":
+        return np.stack([motion_transfer(lm[s], lm[d], lm[reference_frame(cache, d)]) for s, d in examples])
     return np.stack([align_shape(lm[d], lm[s]) if align == "similarity" else lm[d] for s, d in examples])
 
 
 def figure_landmark_transfer(cache, G, path, provenance: dict, split: str = "val", n_examples: int = 6,
-                             align: str = "similarity", seed: int = 0):
+                             align: str = "similarity", seed: int = 0, motion: bool = True):
     """Fig. 8: rows input / landmark donor (its landmarks dotted) / donor landmarks on the input
     (aligned, see the module doc) / generated, one column per example; target label = donor's.
+    `motion`: two more rows, labelled "motion transfer", with the motion-transfer targets and their
+    generated faces (the donor's reference frame is named in the column title).
     Returns (figure, examples [(input, donor)])."""
     ex = transfer_examples(cache, split, n_examples, seed)
     target = transfer_landmarks(cache, ex, align)
@@ -148,17 +159,27 @@ def figure_landmark_transfer(cache, G, path, provenance: dict, split: str = "val
     don = np.array([b for _, b in ex])
     lm = np.asarray(cache.landmarks, np.float32)
     labels = np.asarray(cache.labels)[don]
-    gen = generator_method(G)(cache.images[src], lm[src], target, labels)
+    ours = generator_method(G)
+    gen = ours(cache.images[src], lm[src], target, labels)
     subj = np.asarray(cache.subjects).astype(str)
     rows = [list(cache.images[src]), list(cache.images[don]), list(cache.images[src]), list(gen)]
     dots = [[None] * len(ex), list(lm[don]), list(target), [None] * len(ex)]
     cols = [f"{subj[s]} <- {subj[d]}\n{CLASSES[k]}" for s, d, k in zip(src, don, labels)]
-    titles = ["input", "landmark donor", "target landmarks" + (" (aligned)" if align == "similarity" else ""),
-              "generated"]
+    shape = "target landmarks" + (" (aligned)" if align == "similarity" else "")
+    titles = ["input", "landmark donor", shape, "generated"]
+    if motion:
+        moved = transfer_landmarks(cache, ex, "motion")
+        rows += [list(cache.images[src]), list(ours(cache.images[src], lm[src], moved, labels))]
+        dots += [list(moved), [None] * len(ex)]
+        titles = titles[:2] + [f"shape transfer:\n{shape}", "shape transfer:\ngenerated",
+                               "motion transfer:\ntarget landmarks", "motion transfer:\ngenerated"]
+        frames = np.asarray(cache.frames)
+        cols = [f"{c}\n(motion from frame {frames[reference_frame(cache, d)]})" for c, d in zip(cols, don)]
     fig = image_grid(rows, row_titles=titles, col_titles=cols, landmarks=dots,
                      footer=_footer(provenance, len(rows[0])))
-    fig.suptitle(f"Fig. 8 style: landmark transfer across identities (donor shape, {align} alignment)",
-                 fontsize=9, y=1.0)
+    what = f"donor shape, {align} alignment" + ("; below: motion transfer, the input's shape + the donor's "
+                                                  "change from its neutral frame" if motion else "")
+    fig.suptitle(f"Fig. 8 style: landmark transfer across identities ({what})", fontsize=9, y=1.0)
     return _save(fig, path), ex
 
 

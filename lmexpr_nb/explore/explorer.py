@@ -4,12 +4,13 @@ What a person sees, top to bottom:
 
     subject | frame | your photo (upload) | source is
     face picker, only for a photo with several faces: face 0, 1, ... (by confidence) + the photo
-    expression, intensity, landmark donor   |  mouth, smile, brow, eyes
+    expression, intensity, landmark donor, donor gives   |  mouth, smile, brow, eyes
     three captioned pictures: source + its landmarks | target landmarks | generated face
     a note, only when it matters (a real photo given to a model trained only on synthetic
       faces; an untrained model; a photo whose expression nobody has set yet)
     Save image | GIF frames | Save GIF | busy indicator ("generating..." / "ready, 0.18 s")
     status line: source, source expression -> target at intensity; donor and regions when set
+    the animation panel (animation_panel.py): drive the face by a cache sequence or an uploaded video
 
 Every callback updates `self.state` (a state.ExplorerState) and calls `refresh()`, which
 calls state.render; `last` holds the latest render, `seconds` how long it took. Works
@@ -24,8 +25,11 @@ Choices where the issue was silent:
   picker (faces.py) offers the others. Another face's expression is unknown again.
 - Saved files are named from the whole state: source (subject-row or photo-<name>, at most 40
   characters of the upload's name, a hash of the whole name added when cut; -face<i> if several),
-  expression-intensity, donor-<subject>, each moved region with its signed amount, then a
-  counter, e.g. explorer_S004-12_happy-1.00_donor-S001_mouth+0.50_0.png.
+  expression-intensity, donor-<subject> (donor-<subject>-motion when it gives only its
+  expression), each moved region with its signed amount, then a counter, e.g.
+  explorer_S004-12_happy-1.00_donor-S001_mouth+0.50_0.png.
+- A landmark donor gives its face shape by default (the paper's Fig. 8); "donor gives" switches
+  to its expression alone (motion transfer, landmarks/motion.py).
 - `trained_on` is the checkpoint's provenance (model/trained.py's TrainedModel.provenance);
   {"untrained": True} for a random generator; None (unknown) shows no note.
 """
@@ -41,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from lmexpr_nb.data.records import CLASSES
+from lmexpr_nb.explore.animation_panel import AnimationPanel
 from lmexpr_nb.explore.faces import FacePicker, find_faces
 from lmexpr_nb.explore.state import (
     PANEL_CAPTIONS,
@@ -54,6 +59,7 @@ from lmexpr_nb.explore.state import (
     save_image,
     source_from_cache,
 )
+from lmexpr_nb.landmarks.motion import TRANSFERS
 
 PHOTO = "__photo__"        # the subject entry of an uploaded photo
 LABEL_WIDTH = "110px"      # room for "landmark donor"
@@ -87,7 +93,7 @@ def status_text(state: ExplorerState) -> str:
     who = source_title(src) + ("" if src.label_known else " (expression not set: neutral assumed)")
     parts = [f"{who}: {CLASSES[src.label]} → {s.expression} at {s.intensity:.2f}"]
     if s.donor:
-        parts.append(f"landmark donor {s.donor}")
+        parts.append(f"landmark donor {s.donor}" + (f" ({TRANSFERS[s.transfer]})" if s.transfer != "shape" else ""))
     moved = [f"{k} {v:+.2f}" for k, v in s.regions.items() if v]
     if moved:
         parts.append("regions " + ", ".join(moved))
@@ -109,7 +115,7 @@ def save_stem(state: ExplorerState) -> str:
         who = f"{src.subject or 'source'}" + (f"-{src.index}" if src.index is not None else "")
     parts = ["explorer", who, f"{s.expression}-{s.intensity:.2f}"]
     if s.donor:
-        parts.append(f"donor-{s.donor}")
+        parts.append(f"donor-{s.donor}" + ("-motion" if s.transfer == "motion" else ""))
     parts += [f"{k}{v:+.2f}" for k, v in s.regions.items() if v]
     return re.sub(r"[^A-Za-z0-9_.+-]+", "-", "_".join(parts))
 
@@ -184,6 +190,8 @@ class ExpressionExplorer:
                                        description="intensity", **slider),
             "donor": W.Dropdown(options=self._donor_options(src), value="none", description="landmark donor",
                                 style=style),
+            "transfer": W.Dropdown(options=[("its face shape (Fig. 8)", "shape"), ("its expression only", "motion")],
+                                   value="shape", description="donor gives", style=style),
             **{r: W.FloatSlider(value=0.0, min=-1.0, max=1.0, step=0.05, description=r, **slider)
                for r in REGIONS},
             "frames": W.IntSlider(value=12, min=2, max=48, description="GIF frames", continuous_update=False,
@@ -205,10 +213,12 @@ class ExpressionExplorer:
         pictures = W.HBox([W.VBox([v, cap]) for v, cap in zip(self.views, self.captions)])
         self.widget = W.VBox([
             W.HBox([c["subject"], c["source"], c["upload"], c["source_label"]]), self.picker.widget,
-            W.HBox([W.VBox([c["expression"], c["intensity"], c["donor"]]), W.VBox([c[r] for r in REGIONS])]),
+            W.HBox([W.VBox([c["expression"], c["intensity"], c["donor"], c["transfer"]]),
+                    W.VBox([c[r] for r in REGIONS])]),
             pictures, self.note,
             W.HBox([self.buttons["save_image"], c["frames"], self.buttons["save_gif"], self.busy]),
             self.status])
+        self.animation = AnimationPanel(self)          # shown below the explorer's box
         self.refresh()
 
     # callbacks --------------------------------------------------------------------------
@@ -364,6 +374,7 @@ class ExpressionExplorer:
     def show(self):
         from IPython.display import display  # lazy: only inside a notebook
         display(self.widget)
+        self.animation.show()
         return self
 
     def _ipython_display_(self):

@@ -315,6 +315,7 @@ class FaceEditor:
     generator: object
     cfg: object
     expressions: ex.ExpressionModel | None = None
+    model: object = None              # model/trained.py's TrainedModel (weights, provenance), from load_model
 
     def edit(self, image, target, **kw) -> EditResult:
         kw.setdefault("expressions", self.expressions)
@@ -331,7 +332,7 @@ def load_model(checkpoint, device="auto", expressions=None) -> FaceEditor:
     train dir above it (notebook 09 writes it there); without them only landmark and donor
     targets work."""
     model = load_trained(checkpoint, device=device)
-    return FaceEditor(model.generator, model.config, _find_expressions(Path(checkpoint), expressions))
+    return FaceEditor(model.generator, model.config, _find_expressions(Path(checkpoint), expressions), model)
 
 
 def _find_expressions(checkpoint: Path, given):

@@ -14,7 +14,10 @@ intensity x the mean displacement of the chosen expression (expressions.target_l
 with a donor (another identity of the cache), the donor's neutral shape aligned to the source's
 face by the kit's one similarity alignment (landmarks/align.py), moved toward the donor's own
 frame of that expression by the intensity (the donor's mean displacement when the cache has no
-such frame of the donor): cross-identity transfer, paper Fig. 8. Region sliders (mouth, smile, brow, eyes) then edit the landmarks directly, and
+such frame of the donor): cross-identity transfer, paper Fig. 8 ("take the donor's face shape",
+transfer="shape"). With transfer="motion" ("take the donor's expression") the source keeps its own
+shape and moves by the donor's change from its neutral shape to its frame of that expression
+(landmarks/motion.py), mapped onto the source's size and tilt. Region sliders (mouth, smile, brow, eyes) then edit the landmarks directly, and
 the label planes get the soft label (1-i) onehot(source) + i onehot(target).
 
 `explorer.ExpressionExplorer` only wires widgets to these functions; its
@@ -37,6 +40,7 @@ from lmexpr_nb.data.records import CLASSES
 from lmexpr_nb.explore import expressions as ex
 from lmexpr_nb.explore.infer import prepare_face
 from lmexpr_nb.landmarks.align import align_shape
+from lmexpr_nb.landmarks.motion import motion_transfer
 from lmexpr_nb.model.generate import synthesize
 
 REGIONS = ("mouth", "smile", "brow", "eyes")
@@ -137,6 +141,7 @@ class ExplorerState:
     intensity: float = 1.0
     donor: str | None = None               # a key of `donors`, or None
     donors: dict = field(default_factory=dict, repr=False)
+    transfer: str = "shape"                # with a donor: "shape" (paper Fig. 8) or "motion" (landmarks/motion.py)
     mouth: float = 0.0
     smile: float = 0.0
     brow: float = 0.0
@@ -165,11 +170,13 @@ def state_target(state: ExplorerState) -> tuple[np.ndarray, np.ndarray]:
     src = np.asarray(state.source.landmarks, dtype=np.float64)
     if state.donor not in (None, "", "none"):
         shapes = state.donors[state.donor]
-        base = align_shape(shapes[0], src) if 0 in shapes else src
-        if k in shapes:
-            peak = align_shape(shapes[k], src)
+        if state.transfer == "motion":
+            base = src
+            peak = (motion_transfer(src, shapes[k], shapes[0]) if k in shapes and 0 in shapes
+                    else src + state.expressions.displacement(k, src))
         else:
-            peak = base + state.expressions.displacement(k, base)
+            base = align_shape(shapes[0], src) if 0 in shapes else src
+            peak = align_shape(shapes[k], src) if k in shapes else base + state.expressions.displacement(k, base)
         lm = base + i * (peak - base) if i else base.copy()
     else:
         lm = ex.target_landmarks(src, k, i, state.expressions, state.source.label)

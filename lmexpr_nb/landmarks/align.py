@@ -3,8 +3,9 @@
 Every place that puts one face's landmarks onto another face uses this module: the paper's
 cross-identity landmark transfer (Fig. 8, experiments/figures.py), the explorer's landmark donor
 (explore/state.py), photo editing with a donor photo (explore/infer.py), Table 4's donor rows
-(experiments/table4.py) and the expression model, which moves every face into one reference frame
-before it averages displacements (explore/expressions.py).
+(experiments/table4.py), motion transfer (landmarks/motion.py: a donor's change from its neutral
+frame, rotated and scaled onto the source) and the expression model, which moves every face into one
+reference frame before it averages displacements (explore/expressions.py).
 
 A similarity (rotation, uniform scale, translation; no reflection) is written as complex numbers,
 z -> a z + t with a = s e^{i theta}. `similarity_fit(src, dst, points)` is the least-squares fit

@@ -8,7 +8,7 @@ import torch
 from lmexpr_nb.common.weights import SPECS, MissingWeightsError, dlib_model, locate
 
 PACKAGES = ("torch", "torchvision", "dlib", "numpy", "scipy", "skimage", "matplotlib", "ipywidgets",
-            "papermill", "yaml", "tqdm", "PIL")
+            "papermill", "yaml", "tqdm", "PIL", "imageio_ffmpeg")
 DLIB_MODELS = ("shape_predictor_68_face_landmarks.dat", "shape_predictor_5_face_landmarks.dat",
                "dlib_face_recognition_resnet_model_v1.dat")
 

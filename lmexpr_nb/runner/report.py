@@ -46,7 +46,8 @@ FIGURE_CAPTIONS = {
     "fig9": ("Same-identity synthesis: per subject the input frame, the target frame whose landmarks and "
              "label were given, and the generated face", "the paper's Fig. 9 (CK+ expression generation)"),
     "fig8": ("Landmark transfer across identities: a donor's landmarks, aligned to the input face, drive "
-             "the generator", "the paper's Fig. 8 (image landmark transfer)"),
+             "the generator (shape transfer); below, motion transfer: the input's own landmarks moved by the "
+             "donor's change from its neutral frame", "the paper's Fig. 8 (image landmark transfer)"),
     "fig7": ("Generated faces beside the ground truth and the two baselines (copy source, warp to the target "
              "landmarks) on the same pairs", "the paper's Fig. 7 (comparison with other methods)"),
     "masks": ("The masks M_t of every migration unit block for one example, channel-averaged (Eq. 1)",
