@@ -47,13 +47,19 @@ RUNNER = ("import sys\n"
           "sys.exit(rc)\n")
 
 
+def _blocked_path(folder: Path) -> str:
+    """A PYTHONPATH whose sitecustomize blocks the device machine's gaps in every process started with it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    return os.pathsep.join([str(folder), str(REPO)])
+
+
 def _run(out: Path, *args: str) -> subprocess.CompletedProcess:
-    block = out.parent / f"{out.name}-block"
-    block.mkdir(exist_ok=True)
-    (block / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(block), str(REPO)]), MPLBACKEND="Agg")
-    return subprocess.run([sys.executable, "-c", RUNNER, "--device", "cpu", "--threads", "1", "--out", str(out), *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    """The whole command on the CPU. Its compile children are checked on their own below
+    (test_the_compile_children_on_the_cpu): a loaded machine runs them for tens of seconds."""
+    env = dict(os.environ, PYTHONPATH=_blocked_path(out.parent / f"{out.name}-block"), MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, "-c", RUNNER, "--device", "cpu", "--threads", "1", "--out", str(out),
+                           "--no-compile", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
 
 
 def _gpu_only_marked(s: dict) -> None:
@@ -89,17 +95,11 @@ def test_cpu_run_writes_every_section_and_marks_gpu_figures_unmeasured(cpu_run):
     assert 0 < lat["median_ms"] <= lat["p90_ms"] and inf["paths"]["fp32_eager"]["throughput"]["iters"] >= 30
     gloo = s["ddp"]["cpu_gloo_check"]
     assert gloo["backend"] == "gloo" and gloo["allreduce_correct"] and gloo["weights_identical_across_ranks"]
-    # the training compile ran first, before the eager inference section, each in its own child
+    # the training compile's turn comes first, before the eager inference section (here: --no-compile)
     order = [ln.split("]")[0] + "]" for ln in proc.stdout.splitlines() if ln.startswith("[")]
     assert order.index("[compile train]") < order.index("[inference]") < order.index("[compile infer]")
-    tc = s["train_throughput"]["paths"]["bf16_channels_last_compile"]["cpu_check"]
-    assert tc["status"] == "ok" and tc["backend"] == "eager" and tc["images_per_second"] > 0
-    c = tc["compile"]      # G and the discriminators' shared forward (with and without gradients, two widths)
-    assert c["graphs"] >= 2 and c["recompiles"] >= 1 and not c["fell_back_to_eager"]
-    assert c["recompiles_while_timed"] == 0 and c["compile_seconds"] >= 0 and tc["timeout_s"] > 0
-    ic = s["inference"]["paths"]["bf16_compile"]["cpu_check"]
-    assert ic["status"] == "ok" and ic["compile"]["graphs"] >= 1 and not ic["compile"]["fell_back_to_eager"]
-    assert 0 < ic["rel_err_vs_fp32_throughput"] < 0.05 and ic["precision"]["cudnn_benchmark"] is False
+    assert s["train_throughput"]["paths"]["bf16_channels_last_compile"]["cpu_check"]["status"] == \
+        "skipped: --no-compile"
     le = s["learning"]
     assert le["steps"] >= 1 and len(le["curve"]) >= 2 and le["curve"][0]["step"] == 0
     assert set(le["table5"]) == {"our method", "copy source", "warp to target landmarks"}
@@ -120,7 +120,7 @@ def test_cpu_run_writes_every_section_and_marks_gpu_figures_unmeasured(cpu_run):
     # one summary table printed at the end, and the same in summary.md
     md = (out / gpu.SUMMARY_NAME).read_text()
     assert proc.stdout.rstrip().endswith(md.rstrip().splitlines()[-1])
-    assert "| learning: Table 5 | our method |" in md and UNMEASURED in md and "CPU check (eager backend" in md
+    assert "| learning: Table 5 | our method |" in md and UNMEASURED in md and "CPU check (" in md
 
 
 def test_finish_adds_landmark_nme_realism_and_identity(cpu_run, tmp_path):
@@ -248,9 +248,10 @@ def test_the_measured_peak_and_both_utilisations():
     assert r["achieved_tflops"] == 200.0 and r["mfu_of_bf16_peak"] == 0.25 and r["mfu_of_measured_bf16_peak"] == 0.5
 
 
-def _metric(compile_id, fail_type=None, recompile_reason=None, seconds=1.0):
+def _metric(compile_id, fail_type=None, recompile_reason=None, seconds=1.0, forward=True):
     return SimpleNamespace(compile_id=compile_id, fail_type=fail_type, recompile_reason=recompile_reason,
-                           entire_frame_compile_time_s=seconds)
+                           is_forward=forward, entire_frame_compile_time_s=seconds if forward else None,
+                           backward_cumulative_compile_time_us=None if forward else seconds * 1e6)
 
 
 def test_the_compile_verdict_from_fake_dynamo_counts():
@@ -258,10 +259,11 @@ def test_the_compile_verdict_from_fake_dynamo_counts():
     counters = {"stats": {"unique_graphs": 5}, "graph_break": {"print": 2, "data-dependent": 1},
                 "frames": {"total": 6, "ok": 5}}
     metrics = [_metric("0/0"), _metric("1/0"), _metric("1/1", recompile_reason="size mismatch"), _metric("1/2"),
-               _metric("2/0", fail_type="Unsupported")]
+               _metric("2/0", fail_type="Unsupported"), _metric("1/1", forward=False, seconds=2.0)]
     v = compile_verdict(before, compile_counts(counters, metrics))
     assert (v["graphs"], v["graph_breaks"], v["recompiles"], v["failed_compiles"]) == (5, 3, 2, 1)
-    assert v["dynamo_seconds"] == 5.0 and v["fell_back_to_eager"]          # a frame that failed runs eagerly
+    assert (v["compiles"], v["backward_compiles"]) == (5, 1)       # a backward graph's record: no recompile
+    assert v["dynamo_seconds"] == 7.0 and v["fell_back_to_eager"]          # a frame that failed runs eagerly
     assert compile_verdict(before, compile_counts({"stats": {"unique_graphs": 0}}, []))["fell_back_to_eager"]
     ok = compile_verdict(before, compile_counts({"stats": {"unique_graphs": 2}}, [_metric("0/0")]),
                          warm=compile_counts({"stats": {"unique_graphs": 2}}, [_metric("0/0")]))
@@ -274,11 +276,13 @@ def test_compile_counts_read_torchdynamo_itself():
         torch._dynamo.graph_break()
         return y.cos()
     before = compile_counts()
-    fc = torch.compile(f, backend="eager")
-    fc(torch.ones(3))
-    fc(torch.ones(4, 2))                  # a new shape: compiled again
+    fc = torch.compile(f, backend="aot_eager")             # forward and backward graphs, no kernels
+    fc(torch.ones(3, requires_grad=True)).sum().backward()
+    fc(torch.ones(4, 2, requires_grad=True)).sum().backward()        # a new rank: both frames again
     v = compile_verdict(before, compile_counts())
-    assert v["graphs"] >= 2 and v["graph_breaks"] >= 1 and v["recompiles"] >= 1 and not v["fell_back_to_eager"]
+    assert v["graphs"] >= 2 and v["graph_breaks"] >= 1 and not v["fell_back_to_eager"]
+    # two frames (the graph break splits f), each compiled again once; backward graphs are no recompiles
+    assert v["backward_compiles"] >= 1 and v["recompiles"] == v["compiles"] - 2 == 2
 
 
 def test_the_gpu_paths_code_runs_on_the_cpu():
@@ -297,6 +301,29 @@ def test_the_gpu_paths_code_runs_on_the_cpu():
     assert 0 < inf["bf16_bn_folded"]["rel_err_vs_fp32_throughput"] < 0.05
     assert inf["fp32_tf32_eager"]["rel_err_vs_fp32_latency"] < 1e-5        # the CPU has no TF32
     assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == tf32_before
+
+
+@pytest.fixture(scope="module")
+def children(tmp_path_factory):
+    """The two compile children on the CPU (TorchDynamo's eager backend), in the device machine's gaps."""
+    tmp = tmp_path_factory.mktemp("compile_children")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", _blocked_path(tmp / "block"))
+        return {kind: run_compile_child(kind, "tiny", torch.device("cpu"), 200.0, tmp, backend="eager")
+                for kind in ("train", "infer")}
+
+
+def test_the_compile_children_on_the_cpu(children):
+    tc = children["train"]
+    assert tc["status"] == "ok" and tc["backend"] == "eager" and tc["images_per_second"] > 0, tc["status"]
+    c = tc["compile"]      # G and the discriminators' shared forward (with and without gradients, two widths)
+    assert c["graphs"] >= 2 and c["recompiles"] >= 1 and not c["fell_back_to_eager"]
+    assert c["recompiles_while_timed"] == 0 and c["compile_seconds"] >= 0 and tc["timeout_s"] == 200
+    assert tc["precision"]["cudnn_benchmark"] is False and tc["dtype"] == "bfloat16 autocast"
+    ic = children["infer"]
+    assert ic["status"] == "ok" and ic["compile"]["graphs"] >= 1 and not ic["compile"]["fell_back_to_eager"]
+    assert ic["compile"]["recompiles"] >= 1                       # batch 1, then the throughput batch
+    assert 0 < ic["rel_err_vs_fp32_throughput"] < 0.05 and ic["throughput"]["iters"] >= 30
 
 
 def test_a_compile_child_that_runs_out_of_time_is_killed_with_its_workers(tmp_path):
@@ -347,3 +374,31 @@ def test_configs_and_the_npz_budget():
     assert f >= 32 and m >= 8 and p >= 100 and (4 * f + 6 * m + 6 + p) * 128 * 128 * 3 <= NPZ_LIMIT
     with pytest.raises(ValueError, match="paper or tiny"):
         gpu.bench_config("huge", torch.device("cpu"))
+
+
+def test_the_summary_of_a_gpu_shaped_result(cpu_run, children):
+    """The rows a GPU run prints (its figures in place of the CPU checks), built from the CPU run's JSON
+    and the compile children's figures."""
+    from lmexpr_nb.bench.gpu.summary import speedups, summary_markdown
+    out, proc = cpu_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((out / gpu.JSON_NAME).read_text())
+    s = res["sections"]
+    s["device"].update(type="cuda", name="NVIDIA H100 80GB HBM3", gpus=1, peak_bf16_dense_tflops=989.4,
+                       peak_source="datasheet, H100 SXM", measured_bf16_tflops=790.0)
+    tp = s["train_throughput"]["paths"]
+    tp["bf16_channels_last_compile"] = json.loads(json.dumps(children["train"]))
+    tp["bf16_channels_last_compile"]["compile"]["fell_back_to_eager"] = True
+    for p in ("fp32_eager", "bf16_channels_last_compile"):
+        tp[p].update(mfu_of_bf16_peak=0.25, mfu_of_measured_bf16_peak=0.3125, achieved_tflops=247.4)
+    s["train_throughput"]["speedups"] = speedups(tp)
+    ip = s["inference"]["paths"]
+    ip["bf16_compile"] = children["infer"]
+    res.pop("gpu_note"), res.pop("summary")                 # the stored rows are the CPU run's
+    md = summary_markdown(res)
+    row = next(ln for ln in md.splitlines() if "| bf16_channels_last_compile |" in ln)
+    assert "| 25.0 / 31.2 |" in row and "graphs" in row and "FELL BACK TO EAGER" in row
+    assert "CPU check" not in md and "measured 790.0 TFLOP/s" in md
+    assert "bf16_channels_last_compile vs fp32" in md
+    row = next(ln for ln in md.splitlines() if "| bf16_compile |" in ln)
+    assert "rel. error vs fp32" in row and "recompiles" in row

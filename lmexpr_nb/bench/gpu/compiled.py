@@ -58,16 +58,19 @@ ROOT = Path(__file__).resolve().parents[3]          # the folder that holds the 
 
 def compile_counts(counters=None, metrics=None) -> dict:
     """TorchDynamo's counts so far in this process. `counters` (a {group: {name: count}} mapping) and
-    `metrics` (records with compile_id "frame/attempt", fail_type, recompile_reason,
-    entire_frame_compile_time_s) default to torch._dynamo.utils's counters and
-    get_compilation_metrics(); tests pass fakes."""
+    `metrics` (records with compile_id "frame/attempt", is_forward, fail_type, recompile_reason and
+    compile times) default to torch._dynamo.utils's counters and get_compilation_metrics(); tests
+    pass fakes. A backward graph's compile has a record of its own (is_forward False, the frame's
+    compile_id): it counts as a backward compile, never as a recompile."""
     if counters is None:
         counters = torch._dynamo.utils.counters
     if metrics is None:
         metrics = torch._dynamo.utils.get_compilation_metrics()
+    frames = [m for m in metrics if getattr(m, "is_forward", None) is not False]
     recompiles = failed = 0
-    seconds = 0.0
-    for m in metrics:
+    seconds = sum(float(getattr(m, "backward_cumulative_compile_time_us", None) or 0.0) / 1e6
+                  for m in metrics if getattr(m, "is_forward", None) is False)
+    for m in frames:
         attempt = str(getattr(m, "compile_id", None) or "0/0").split("/")[-1]
         if getattr(m, "recompile_reason", None) or (attempt.isdigit() and int(attempt) > 0):
             recompiles += 1
@@ -77,8 +80,8 @@ def compile_counts(counters=None, metrics=None) -> dict:
             "graph_breaks": int(sum(counters.get("graph_break", {}).values())),
             "frames": int(counters.get("frames", {}).get("total", 0)),
             "frames_ok": int(counters.get("frames", {}).get("ok", 0)),
-            "compiles": len(metrics), "recompiles": recompiles, "failed_compiles": failed,
-            "dynamo_seconds": round(seconds, 2)}
+            "compiles": len(frames), "backward_compiles": len(metrics) - len(frames), "recompiles": recompiles,
+            "failed_compiles": failed, "dynamo_seconds": round(seconds, 2)}
 
 
 def compile_verdict(before: dict, after: dict, warm: dict | None = None) -> dict:

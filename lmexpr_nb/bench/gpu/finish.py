@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from lmexpr_nb.bench.gpu.realism import realism_in_finish
-from lmexpr_nb.bench.gpu.summary import JSON_NAME, SUMMARY_NAME, clean, summary_markdown, summary_rows
-from lmexpr_nb.common.files import write_text
+from lmexpr_nb.bench.gpu.summary import JSON_NAME, LOCK_NAME, SUMMARY_NAME, clean, summary_markdown, summary_rows
+from lmexpr_nb.common.files import exclusive_lock, write_text
 from lmexpr_nb.metrics.identity import identity_summary
 from lmexpr_nb.metrics.landmark_error import landmark_error, nme_detector
 from lmexpr_nb.metrics.recognisers import DlibRecogniser
@@ -82,6 +82,11 @@ def finish(folder: Path, out: Path | None = None, say=print) -> dict:
     except OSError as e:
         raise PermissionError(f"cannot write to {out} ({e.strerror or e}): give --out DIR for the finished results") \
             from None
+    with exclusive_lock(out / LOCK_NAME, "bench gpu run"):
+        return _finish(res, d, out, say)
+
+
+def _finish(res: dict, d: dict, out: Path, say) -> dict:
     size = d["real"].shape[1]
     det = nme_detector(size)
     m = int(d["snap_pairs"])

@@ -33,7 +33,7 @@ Every path runs with cuDNN's autotuner on (as the kit's trainer) and records the
 under; every compiled figure records its compile seconds, graphs, graph breaks and recompiles, and
 says "fell back to eager" where that happened. The watchdog (clock.py) writes what there is when the
 budget runs out (exit status 3), and never over a run that finished.
-On CPU (`--device cpu`, e.g. `--minutes 1`) the same command runs with the tiny config: what the
+On CPU (`--device cpu`, e.g. `--minutes 2`) the same command runs with the tiny config: what the
 CPU can run is measured, the compile children run with TorchDynamo's "eager" backend as a check of
 their code (`cpu_check`, beside DDP's gloo check), and every GPU-only figure (bf16, channels_last,
 TF32, CUDA graphs, compile, NCCL, MFU, GPU memory) is written as "unmeasured: no GPU". Nothing here
@@ -74,12 +74,19 @@ from lmexpr_nb.bench.gpu.sections import (
     precision_state,
     train_section,
 )
-from lmexpr_nb.bench.gpu.summary import JSON_NAME, SUMMARY_NAME, clean, speedups, summary_markdown, summary_rows
+from lmexpr_nb.bench.gpu.summary import (
+    JSON_NAME,
+    LOCK_NAME,
+    SUMMARY_NAME,
+    clean,
+    speedups,
+    summary_markdown,
+    summary_rows,
+)
 from lmexpr_nb.bench.train import _with_flops
 from lmexpr_nb.common.files import exclusive_lock, writable_dir, write_text
 
 SECTIONS = ("device", "train_throughput", "inference", "ddp", "data", "learning")
-LOCK_NAME = ".bench_gpu.lock"
 COMPILED = {"train": ("train_throughput", "bf16_channels_last_compile"), "infer": ("inference", "bf16_compile")}
 
 

@@ -152,7 +152,8 @@ def train_section(cfg, device: torch.device, peaks: tuple, gpu_paths: bool | Non
     cuda = device.type == "cuda"
     gpu = cuda if gpu_paths is None else gpu_paths
     r = {"status": "ok", "what": "train.TrainCore.step (G fwd+bwd+Adam, both Ds, perceptual) on random "
-                                 "in-memory batches", "batch": b, "paths": {}}
+                                 "in-memory batches", "batch": b, "paths": {},
+         "goal": "compiled >= 3x fp32 eager, >= 40 % of the bf16 dense peak (one H100)"}
     # FLOPs are counted once on the GPU (an instrumented step costs seconds on a small CPU, and MFU is GPU-only)
     flops = count_step_flops(cfg, b, device) / b if cuda else None
     r["flops_per_image"] = flops if cuda else "not counted on CPU"

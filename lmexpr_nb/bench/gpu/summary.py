@@ -7,7 +7,7 @@ import math
 
 from lmexpr_nb.common.viz import markdown_table
 
-JSON_NAME, SUMMARY_NAME = "bench_gpu.json", "summary.md"
+JSON_NAME, SUMMARY_NAME, LOCK_NAME = "bench_gpu.json", "summary.md", ".bench_gpu.lock"
 COLUMNS = ("section", "path", "status", "img/s", "batch-1 ms (median / p90)", "MFU % (datasheet / measured peak)",
            "peak GiB", "result")
 
@@ -80,7 +80,7 @@ def _mfu(p: dict) -> str:
 def _device_row(dev: dict) -> dict:
     txt = f"{dev.get('type', '?')}, torch {dev.get('torch', '?')}"
     if dev.get("type") == "cuda":
-        txt += (f", {dev.get('gpus')} GPU(s); bf16 dense peak: datasheet {dev.get('peak_bf16_dense_tflops')} TFLOP/s "
+        txt += (f", {dev.get('gpus')} GPU(s); bf16 dense peak {dev.get('peak_bf16_dense_tflops')} TFLOP/s "
                 f"({dev.get('peak_source')}), measured {dev.get('measured_bf16_tflops')} TFLOP/s")
     return {"section": "device", "path": str(dev.get("name", "?")), "status": _status(dev), "result": txt}
 
@@ -100,7 +100,8 @@ def _speed_rows(res: dict) -> list[dict]:
         rows.append({"section": "train", "path": "(all)", "status": _status(tr)})
     if tr.get("speedups"):
         rows.append({"section": "train: speed-up", "path": "img/s over fp32 eager", "status": "ok",
-                     "result": ", ".join(f"{k.replace('_vs_', ' vs ')} {v:.2f}x" for k, v in tr["speedups"].items())})
+                     "result": ", ".join(f"{k.replace('_vs_', ' vs ')} {v:.2f}x" for k, v in tr["speedups"].items())
+                     + (f" (goal: {tr['goal']})" if tr.get("goal") else "")})
     inf = s.get("inference", {})
     for name, path in (inf.get("paths") or {}).items():
         p, note = _checked(path)
