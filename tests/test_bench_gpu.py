@@ -144,6 +144,22 @@ def test_finish_adds_landmark_nme_realism_and_identity(cpu_run, tmp_path):
     assert json.loads((out / gpu.JSON_NAME).read_text())["sections"]["learning"].get("finished") is None
 
 
+def test_expression_accuracy_is_one_more_name_in_the_realism_tuple(cpu_run, monkeypatch):
+    """eval.npz holds what an expression-accuracy column needs: a classifier trained in --finish on the
+    training subjects' real peak frames, applied to each method's faces against their target labels."""
+    from lmexpr_nb.bench.gpu import realism
+    from lmexpr_nb.bench.gpu.finish import METHODS
+    out, proc = cpu_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    monkeypatch.setattr(realism, "REALISM", ("expression_accuracy",))
+    with np.load(out / "eval.npz") as z:
+        d = {k: z[k] for k in z.files}
+    got = realism.realism_in_finish(d, METHODS)
+    assert set(got) == set(METHODS)
+    assert all(0 <= v["Expression accuracy"]["value"] <= 1 and v["Expression accuracy"]["n"] == len(d["real"])
+               for v in got.values())
+
+
 def test_finish_on_a_partial_folder_says_what_is_missing_in_one_line(cpu_run, tmp_path, capsys):
     out, _ = cpu_run
     res = json.loads((out / gpu.JSON_NAME).read_text())

@@ -10,9 +10,10 @@ device machine lacks, so `bench gpu --finish` computes it from eval.npz (`realis
 eval.npz holds what such a metric can ask for (`finish_inputs` passes it all, by the registry's
 input names): the generated faces (fake) and their real targets (real), the source images, the target
 landmarks and target expression labels (fake_labels), subject ids (fake_ids, real_ids), and the
-training subjects' real peak frames with their labels (train_images, train_labels: a classifier for
-an expression-accuracy column is trained on those in --finish, on training subjects only). Adding
-a metric to the learning check is adding its registry name to REALISM.
+training subjects' real peak frames with their labels (train_images, train_labels). A metric that
+needs a `classifier` (registry "expression_accuracy") gets one trained there, once, on those frames
+of the training subjects only (`expression_classifier`). Adding a metric to the learning check is
+adding its registry name to REALISM.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from lmexpr_nb.config import EvalConfig
 from lmexpr_nb.metrics import registry
+from lmexpr_nb.metrics.expression import train_expression_classifier
 
 REALISM = ("sharpness", "fid")
 FD_CONFIG = EvalConfig(fid_features="dlib-standin")      # FD-dlib / KID-dlib, named so, never "FID"
@@ -41,24 +43,31 @@ def realism_on_device(fake, real, target_landmarks) -> dict:
     return out
 
 
-def finish_inputs(d: dict, fake) -> dict:
+def expression_classifier(d: dict):
+    """The kit's expression classifier (metrics/expression.py), trained on eval.npz's real peak frames
+    of the training subjects, seed 0."""
+    return train_expression_classifier(d["train_peaks"], d["train_peak_labels"], seed=0)
+
+
+def finish_inputs(d: dict, fake, classifier=None) -> dict:
     """Every input a registry metric may ask for, from eval.npz's arrays `d`, for the generated set `fake`."""
     return {"fake": fake, "real": d["real"], "target_landmarks": d["target_landmarks"],
             "fake_labels": d["target_labels"], "fake_ids": d["subjects"], "real_ids": d["subjects"],
             "source": d["source"], "train_images": d["train_peaks"], "train_labels": d["train_peak_labels"],
-            "cfg": FD_CONFIG, "device": "cpu"}
+            "classifier": classifier, "cfg": FD_CONFIG, "device": "cpu"}
 
 
 def realism_in_finish(d: dict, methods: dict) -> dict:
     """{method: {result name: {value, std, n, provenance, ...}}} of REALISM's whole-set metrics, for each
     {method: eval.npz key} of `methods`."""
+    names = [n for n in REALISM if not on_device(n)]
+    need = any("classifier" in registry.get(n).needs for n in names)
+    classifier = expression_classifier(d) if need else None
     out = {}
     for method, key in methods.items():
         row = {}
-        for name in REALISM:
-            if on_device(name):
-                continue
-            for r in registry.compute(name, **finish_inputs(d, d[key])):
+        for name in names:
+            for r in registry.compute(name, **finish_inputs(d, d[key], classifier)):
                 row[r.name] = {"value": r.value, "std": r.std, "n": r.n, "provenance": r.provenance,
                                **{k: v for k, v in r.extra.items() if np.isscalar(v)}}
         out[method] = row
