@@ -60,7 +60,7 @@ class Plan:
     child_min: float            # below this a child is not started (it could not even import torch)
 
 
-GPU_PLAN = Plan(train_compile=240.0, infer_compile=120.0, infer_eager=20.0, ddp=45.0, data=30.0, learn_min=75.0,
+GPU_PLAN = Plan(train_compile=240.0, infer_compile=120.0, infer_eager=25.0, ddp=45.0, data=30.0, learn_min=75.0,
                 child_min=30.0)
 CPU_PLAN = Plan(train_compile=60.0, infer_compile=45.0, infer_eager=2.0, ddp=3.0, data=8.0, learn_min=10.0,
                 child_min=8.0)

@@ -134,7 +134,7 @@ def train_child(cfg, device: torch.device, backend: str, out_json: Path) -> dict
 def infer_child(cfg, device: torch.device, backend: str, mode: str, out_json: Path) -> dict:
     """The compiled generator (module doc); rewrites its figure after each part and returns it."""
     cuda = device.type == "cuda"
-    kw = dict(runs=100, warmup=10, batch=64, iters=50) if cuda else dict(runs=30, warmup=2, batch=4, iters=30)
+    kw = dict(runs=100, warmup=10, batch=64, iters=30) if cuda else dict(runs=30, warmup=2, batch=4, iters=30)
     out = {"stage": "building the compiled generator", "backend": backend}
     write_json(out_json, out)
     try:

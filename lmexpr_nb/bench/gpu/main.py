@@ -19,7 +19,7 @@ Sections, in this order (each one guarded: a failure is recorded and the next on
                     (clock.py), the first compile of the call. img/s, MFU against both peaks, peak GPU
                     memory. FLOPs counted once (torch.utils.flop_counter).
   inference         the generator forward: batch-1 latency (median, p90) and throughput at batch 64 over
-                    50 calls: fp32 eager with TF32 off (the reference), with TF32, bf16 + BatchNorm folded
+                    30 calls: fp32 eager with TF32 off (the reference), with TF32, bf16 + BatchNorm folded
                     into the convs, that captured as a CUDA graph; then through torch.compile in a second
                     child. Peak memory of each; relative error ||y - ref|| / ||ref|| against the reference.
   ddp               DistributedDataParallel on NCCL with every visible GPU (one is enough: the NCCL

@@ -187,7 +187,7 @@ def infer_section(cfg, device: torch.device, gpu_paths: bool | None = None) -> d
     gpu = cuda if gpu_paths is None else gpu_paths
     torch.manual_seed(0)
     G = build_generator(cfg.model).to(device).eval()
-    kw = dict(runs=100, warmup=10, batch=64, iters=50) if cuda else dict(runs=30, warmup=2, batch=4, iters=30)
+    kw = dict(runs=100, warmup=10, batch=64, iters=30) if cuda else dict(runs=30, warmup=2, batch=4, iters=30)
     r = {"status": "ok", "what": "generator forward, random weights, eval mode, inputs on the device",
          "batch1_runs": kw["runs"], "batch": kw["batch"], "throughput_iters": kw["iters"],
          "reference": "fp32 eager with TF32 off, same inputs", "paths": {}}
