@@ -167,14 +167,18 @@ def _run(args, cfg, dev: torch.device, plan, budget: Budget, out: Path, say) -> 
                            "CUDA graphs, torch.compile, NCCL, MFU, GPU memory) is marked so")
 
     def on_fire():                  # the hard stop: end the children, write what there is, then leave
-        res["deadline_hit"] = True
-        for child in list(wd.children):
-            kill_group(child)
-        for tmp_file in out.glob(".*.tmp"):           # a write the stop interrupted
-            tmp_file.unlink(missing_ok=True)
-        res["seconds_total"] = round(budget.elapsed(), 1)
-        _write(out, res, say)
-        os._exit(3)
+        try:
+            res["deadline_hit"] = True
+            for child in list(wd.children):
+                kill_group(child)
+            for tmp_file in out.glob(".*.tmp"):           # a write the stop interrupted
+                tmp_file.unlink(missing_ok=True)
+            res["seconds_total"] = round(budget.elapsed(), 1)
+            _write(out, res, say)
+        except Exception:  # noqa: BLE001 -- say why, and still leave
+            traceback.print_exc()
+        finally:
+            os._exit(3)
     wd = Watchdog(budget, on_fire)
     wd.start()
     tmp = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
@@ -236,6 +240,8 @@ def _compile_child(res: dict, kind: str, args, dev, plan, budget: Budget, tmp: P
     elif t <= 0:
         fig = {"status": f"skipped: {budget.left():.0f} s left, too little beside the sections after it"}
     else:
+        if cuda:
+            torch.cuda.empty_cache()          # the child needs its own memory, not this process's cache
         say(f"[compile {kind}] in a child process, at most {t:.0f} s", flush=True)
         fig = run_compile_child(kind, args.config, dev, t, tmp, backend="inductor" if cuda else "eager",
                                 mode=args.compile_mode, watchdog=wd)
