@@ -213,7 +213,7 @@ def _run(args, cfg, dev: torch.device, plan, budget: Budget, out: Path, say) -> 
     def learn_sec():
         if "cache" not in cache_box:
             raise RuntimeError("no data (the data section failed)")
-        margin = 10.0 if cuda else 1.5          # writing the JSON and the summary
+        margin = 10.0 if cuda else 3.0          # writing the JSON and the summary
         say(f"[learning] until {budget.left() - margin:.0f} s from now ({args.config} config, batch "
             f"{cfg.train.batch_size})", flush=True)
         progress = res["sections"]["learning"] = {"status": "running"}
