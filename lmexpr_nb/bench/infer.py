@@ -20,7 +20,8 @@ are reported as unmeasured. On CUDA, in the same run:
   (c) bf16_cl_cudagraph:     (b) captured once per batch size as a CUDA graph and replayed;
   (d) bf16_cl_compile:       (b) through torch.compile(mode="max-autotune") (Inductor's own
                              CUDA graphs included); warm-up includes compiling.
-Every optimised path is checked against (a): max |difference| of the output images.
+Every optimised path is checked against (a): max |difference| of the output images and the
+relative error ||y - y_a|| / ||y_a|| (meaningful where the outputs are near zero).
 Goal: batch-1 latency <= 3 ms (>= 300 frames/s) on one H100.
 """
 from __future__ import annotations
@@ -111,16 +112,21 @@ def _latency(fn, device, runs: int, warmup: int) -> dict:
 
 def _throughput(fn, device, batch: int, iters: int, warmup: int) -> dict:
     with torch.inference_mode():
-        for _ in range(warmup):
+        t0 = time.perf_counter()
+        for i in range(warmup):
             fn()
+            if i == 0:
+                _sync(device)
+                first = (time.perf_counter() - t0) * 1e3     # includes compiling / autotuning
         _sync(device)
         t0 = time.perf_counter()
         for _ in range(iters):
             fn()
         _sync(device)
         sec = time.perf_counter() - t0
-    return {"batch": batch, "iters": iters, "seconds": round(sec, 4), "images_per_second": round(batch * iters / sec, 2),
-            "ms_per_batch": round(sec / iters * 1e3, 3)}
+    return {"batch": batch, "iters": iters, "seconds": round(sec, 4),
+            "images_per_second": round(batch * iters / sec, 2), "ms_per_batch": round(sec / iters * 1e3, 3),
+            "first_call_ms": round(first, 2) if warmup else None}
 
 
 def make_runner(G: nn.Module, inputs: tuple, mode: str):
@@ -149,7 +155,10 @@ def make_runner(G: nn.Module, inputs: tuple, mode: str):
 
 
 def time_infer_path(name: str, G: nn.Module, cfg: ModelConfig, device, *, dtype, channels_last: bool, mode: str,
-              runs: int, warmup: int, batch: int, iters: int, reference: dict | None) -> dict:
+                    runs: int, warmup: int, batch: int, iters: int, reference: dict | None, on_result=None) -> dict:
+    """Batch-1 latency, then throughput at `batch`, of one path. Against `reference` (fp32 outputs on the
+    same inputs): max |y - ref| and the relative error ||y - ref|| / ||ref|| (the one that means something
+    when the outputs are near zero). `on_result(r)`, if given, is called after each of the two parts."""
     r = {"path": name, "dtype": str(dtype).replace("torch.", ""), "channels_last": channels_last, "mode": mode}
     for b, key in ((1, "latency_batch1"), (batch, "throughput")):
         inputs = _as(example_batch(cfg, b, device), dtype, channels_last)
@@ -158,8 +167,13 @@ def time_infer_path(name: str, G: nn.Module, cfg: ModelConfig, device, *, dtype,
                   else _throughput(fn, device, b, iters, max(1, warmup // 2)))
         if reference is not None and key in reference:
             with torch.inference_mode():
-                y = fn().float()
-            r[f"max_abs_diff_vs_fp32_{key.split('_')[0]}"] = round(float((y - reference[key]).abs().max()), 5)
+                y, ref = fn().float(), reference[key]
+            part = key.split('_')[0]
+            r[f"max_abs_diff_vs_fp32_{part}"] = round(float((y - ref).abs().max()), 5)
+            r[f"rel_err_vs_fp32_{part}"] = float(torch.linalg.vector_norm(y - ref)
+                                                 / torch.linalg.vector_norm(ref).clamp_min(1e-30))
+        if on_result is not None:
+            on_result(r)
     return r
 
 
@@ -211,8 +225,8 @@ def bench_infer(out_json: str | Path | None = "outputs/bench/infer.json", device
         ref = _reference_outputs(G, cfg, dev, batch)
         kw = dict(runs=runs, warmup=warmup, batch=batch, iters=iters)
         say(f"bench infer: {res['device_name']}, {_cfg_text(cfg)}, {runs} runs after {warmup} warm-up ...", flush=True)
-        res["paths"]["fp32_eager"] = time_infer_path("fp32_eager", G, cfg, dev, dtype=torch.float32, channels_last=False,
-                                               mode="eager", reference=None, **kw)
+        res["paths"]["fp32_eager"] = time_infer_path("fp32_eager", G, cfg, dev, dtype=torch.float32,
+                                                     channels_last=False, mode="eager", reference=None, **kw)
         _line(say, res["paths"]["fp32_eager"])
         Gb = fold_batchnorm(G).to(dtype=torch.bfloat16, memory_format=torch.channels_last)
         opts = [("bf16_cl_eager", Gb, "eager")]
@@ -244,8 +258,8 @@ def bench_infer(out_json: str | Path | None = "outputs/bench/infer.json", device
         kw = dict(runs=runs, warmup=warmup, batch=batch, iters=iters)
         say(f"bench infer: CPU ({torch.get_num_threads()} threads), {_cfg_text(cfg)}, fp32, {runs} runs after "
             f"{warmup} warm-up ...", flush=True)
-        res["paths"]["fp32_eager"] = time_infer_path("fp32_eager", G, cfg, dev, dtype=torch.float32, channels_last=False,
-                                               mode="eager", reference=None, **kw)
+        res["paths"]["fp32_eager"] = time_infer_path("fp32_eager", G, cfg, dev, dtype=torch.float32,
+                                                     channels_last=False, mode="eager", reference=None, **kw)
         _line(say, res["paths"]["fp32_eager"])
         ref = _reference_outputs(G, cfg, dev, batch)
         res["paths"]["fp32_eager_bn_folded"] = time_infer_path("fp32_eager_bn_folded", fold_batchnorm(G), cfg, dev,
@@ -261,8 +275,8 @@ def bench_infer(out_json: str | Path | None = "outputs/bench/infer.json", device
             scfg = load_profile("smoke").model
             torch.manual_seed(0)
             Gs = build_generator(scfg).eval()
-            r = time_infer_path("smoke_fp32_eager", Gs, scfg, dev, dtype=torch.float32, channels_last=False, mode="eager",
-                          reference=None, runs=max(runs, 20), warmup=2, batch=8, iters=5)
+            r = time_infer_path("smoke_fp32_eager", Gs, scfg, dev, dtype=torch.float32, channels_last=False,
+                                mode="eager", reference=None, runs=max(runs, 20), warmup=2, batch=8, iters=5)
             r["config"] = {k: getattr(scfg, k) for k in ("image_size", "ngf", "n_blocks")}
             res["smoke_fp32_eager"] = r
             say(f"  smoke config ({_cfg_text(scfg)}):", flush=True)

@@ -12,7 +12,7 @@ On CUDA, for the paper config at its batch (16), in one run:
   (a) plain loop: fp32, eager, contiguous (NCHW) tensors;
   (b) optimised:  bf16 autocast, channels_last, torch.compile.
 Utilisation = achieved FLOP/s / peak, with the dense bf16 tensor-core peak of the GPU
-(H100/H200 SXM: 989.4 TFLOP/s; give --peak-tflops for another GPU), for both paths.
+(PEAK_BF16_DENSE by device name, e.g. H100 SXM 989.4 TFLOP/s; or --peak-tflops), for both paths.
 On CPU (no GPU): path (a) only, a couple of steps of the paper config at batch 2 and the
 smoke config at its own batch; achieved GFLOP/s, no utilisation; the GPU figures are
 reported as unmeasured. The perceptual net uses the stand-in weights (same cost as
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -35,15 +36,35 @@ from lmexpr_nb.model.describe import count_params
 from lmexpr_nb.model.nets import build_discriminators, build_generator
 from lmexpr_nb.train.core import TrainCore
 
-PEAK_BF16_DENSE = {"H100": 989.4e12, "H200": 989.4e12, "GH200": 989.4e12, "A100": 312e12, "L40S": 362e12,
-                   "A10": 125e12, "L4": 121e12}
+# Dense (no sparsity) bf16 tensor-core peaks by GPU model: NVIDIA's datasheet figure "with sparsity" / 2
+# (H100 SXM = 132 SMs x 1830 MHz x 4096 FLOP/clock). Matched against torch.cuda.get_device_name in this
+# order, most specific first ("NVIDIA H100 80GB HBM3" is the SXM card, "NVIDIA H100 PCIe" and the HBM2e
+# cards the PCIe one); an H100 or H200 the table cannot place exactly gets no figure, never a neighbour's.
+PEAK_BF16_DENSE = (
+    (r"GH200", 989.4e12, "GH200 (Hopper, SXM-class)"),
+    (r"H200 NVL", 835.5e12, "H200 NVL"),
+    (r"H200", 989.4e12, "H200 SXM"),
+    (r"H100 NVL", 835.5e12, "H100 NVL"),
+    (r"H100 PCIe|H100\b.*HBM2e", 756.4e12, "H100 PCIe"),
+    (r"H100 SXM|H100\b.*HBM3", 989.4e12, "H100 SXM"),
+    (r"H800 PCIe", 756.4e12, "H800 PCIe"),
+    (r"H800\b.*(SXM|HBM3)", 989.4e12, "H800 SXM"),
+    (r"A100|A800", 312e12, "A100"),
+    (r"L40S", 362.05e12, "L40S"),
+    (r"L40\b", 181.05e12, "L40"),
+    (r"A30\b", 165e12, "A30"),
+    (r"A10\b", 125e12, "A10"),
+    (r"L4\b", 121e12, "L4"),
+)
 
 
-def gpu_peak(name: str) -> float | None:
-    for key in sorted(PEAK_BF16_DENSE, key=len, reverse=True):
-        if key in name:
-            return PEAK_BF16_DENSE[key]
-    return None
+def gpu_peak(name: str) -> tuple[float | None, str]:
+    """(dense bf16 peak in FLOP/s, the model it was read for) of a GPU by its device name, from
+    PEAK_BF16_DENSE; (None, why) where the table has no exact entry (then give --peak-tflops)."""
+    for pattern, peak, model in PEAK_BF16_DENSE:
+        if re.search(pattern, name, flags=re.IGNORECASE):
+            return peak, f"datasheet, {model}"
+    return None, f"no datasheet entry for {name!r}: pass --peak-tflops"
 
 
 def random_batches(cfg: Config, batch: int, n: int = 2, seed: int = 0) -> list[dict]:
@@ -78,18 +99,27 @@ def count_step_flops(cfg: Config, batch: int, device: torch.device) -> int:
 
 
 def time_train_path(cfg: Config, batch: int, device: torch.device, *, amp, channels_last: bool, compile: bool,
-              warmup: int, steps: int) -> dict:
-    """Build a TrainCore for this path and time `steps` training steps after `warmup` ones."""
-    core = TrainCore(cfg, device, amp=amp, channels_last=channels_last, compile=compile)
+                    warmup: int, steps: int, compile_backend: str = "inductor", after_warmup=None) -> dict:
+    """Build a TrainCore for this path and time `steps` training steps after `warmup` ones (the first
+    of them timed on its own: it includes compiling and cuDNN's autotuning); `after_warmup()`, if given,
+    is called between the two (the compile child takes its counts there)."""
+    core = TrainCore(cfg, device, amp=amp, channels_last=channels_last, compile=compile,
+                     compile_backend=compile_backend)
     batches = random_batches(cfg, batch, 2)
     if device.type == "cuda":
         batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
+    first = 0.0
     for i in range(warmup):
         terms = core.step(batches[i % 2], i)
+        if i == 0:
+            _sync(device)
+            first = time.perf_counter() - t0
     _sync(device)
     warm_s = time.perf_counter() - t0
+    if after_warmup is not None:
+        after_warmup()
     t0 = time.perf_counter()
     for i in range(steps):
         terms = core.step(batches[i % 2], warmup + i)
@@ -97,6 +127,7 @@ def time_train_path(cfg: Config, batch: int, device: torch.device, *, amp, chann
     sec = time.perf_counter() - t0
     finite = bool(torch.isfinite(terms).all())
     r = {"batch": batch, "warmup_steps": warmup, "timed_steps": steps, "warmup_seconds": round(warm_s, 3),
+         "first_step_seconds": round(first, 3),
          "seconds": round(sec, 4), "seconds_per_step": round(sec / steps, 5),
          "images_per_second": round(batch * steps / sec, 3), "dtype": core.dtype_name,
          "channels_last": core.channels_last, "compile": core.compiled, "losses_finite": finite}
@@ -105,12 +136,16 @@ def time_train_path(cfg: Config, batch: int, device: torch.device, *, amp, chann
     return r
 
 
-def _with_flops(r: dict, flops_per_image: float, peak: float | None) -> dict:
+def _with_flops(r: dict, flops_per_image: float, peak: float | None, measured: float | None = None) -> dict:
+    """Achieved FLOP/s of a timed path; utilisation against the datasheet's dense bf16 `peak`
+    ("mfu_of_bf16_peak") and, when given, against a `measured` bf16 matmul peak of the same GPU."""
     achieved = flops_per_image * r["images_per_second"]
     r["achieved_tflops"] = round(achieved / 1e12, 4)
     r["achieved_gflops"] = round(achieved / 1e9, 2)
     if peak:
         r["mfu_of_bf16_peak"] = round(achieved / peak, 4)
+    if measured:
+        r["mfu_of_measured_bf16_peak"] = round(achieved / measured, 4)
     return r
 
 
@@ -138,7 +173,7 @@ def bench_train(out_json: str | Path | None = "outputs/bench/train.json", profil
     del g, di, dg
     if dev.type == "cuda":
         name = torch.cuda.get_device_name(dev)
-        peak = peak_tflops * 1e12 if peak_tflops else gpu_peak(name)
+        peak = peak_tflops * 1e12 if peak_tflops else gpu_peak(name)[0]
         b = batch or cfg.train.batch_size
         res.update(device_name=name, batch=b,
                    peak_bf16_dense_tflops=round(peak / 1e12, 1) if peak else None,

@@ -5,7 +5,7 @@
     scores(name, **inputs)       -> (N,) one value per generated image (per-image metrics)
     summarise(name, values)      -> MetricResult, the reported number from per-image values
 
-Per-image metrics (psnr, ssim_skimage, ssim_wang, landmark_error) score each generated image on
+Per-image metrics (psnr, ssim_skimage, ssim_wang, landmark_error, sharpness) score each generated image on
 its own. A table keeps each image's score once (experiments/evalset.py's memo, shared by the pair
 protocols) and summarises each protocol's rows: the mean over the images that could be scored
 (NaN marks one that could not, e.g. no face found), the population std, N, and the count of the
@@ -42,6 +42,7 @@ from lmexpr_nb.metrics.landmark_error import nme_scores
 from lmexpr_nb.metrics.psnr_ssim import SKIMAGE_PROVENANCE, SSIM_VARIANTS, psnr_batch, ssim_batch
 from lmexpr_nb.metrics.recognisers import load_recogniser
 from lmexpr_nb.metrics.result import MetricResult, mean_std, require
+from lmexpr_nb.metrics.sharpness import sharpness_scores
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ REGISTRY: dict[str, Metric] = {
                              ("fake", "target_landmarks"), nme_scores, "fraction",
                              "dlib HOG + 68-point predictor re-detected on each image (metrics/landmark_error.py)",
                              counts=lambda v: {"n_no_face": int(np.isnan(v).sum())}),
+    "sharpness": Metric("sharpness (Laplacian var., fake / real)", "Sharpness (Laplacian variance, fake / real)",
+                        ("fake", "real", "target_landmarks"), sharpness_scores, "ratio",
+                        "3x3 Laplacian of luma, variance over the target landmarks' hull (metrics/sharpness.py)",
+                        counts=lambda v: {"n_flat_target": int(np.isnan(v).sum())}),
     "fid": Metric("FID or FD-dlib, KID", needs=("fake", "real"), compute=fid_metric,   # Eq. 10
                   features=feature_extractor, compare=fd_kid_from_features),
     "identity": Metric("Rank-1, TAR@FAR", needs=("fake", "real", "fake_ids", "real_ids"), compute=identity_metric,

@@ -79,12 +79,13 @@ class TrainCore:
     The perceptual loss is built first, so missing VGG19 weights stop a run before anything
     else is spent (weights.MissingWeightsError, unless cfg.loss.vgg_standin).
     `generator`, `d_image`, `d_geometry` are the plain modules (what checkpoints store);
-    the callables used in the step may be DDP- and/or torch.compile-wrapped.
+    the callables used in the step may be DDP- and/or torch.compile-wrapped (`compile_backend`:
+    Inductor, the trainer's; bench gpu's CPU check traces with "eager", which compiles no kernels).
     """
 
     def __init__(self, cfg: Config, device: torch.device, dist_info: DistInfo | None = None,
                  amp: torch.dtype | None | str = "cfg", channels_last: bool | None = None,
-                 compile: bool | None = None):
+                 compile: bool | None = None, compile_backend: str = "inductor"):
 
         self.cfg, self.device = cfg, device
         self.dist = dist_info or DistInfo()
@@ -118,7 +119,7 @@ class TrainCore:
                                      for m in (g_run, di_run, dg_run))
         di_frozen, dg_frozen = self.d_image, self.d_geometry
         if self.compiled:
-            g_run, di_run, dg_run, di_frozen, dg_frozen = (torch.compile(m) for m in
+            g_run, di_run, dg_run, di_frozen, dg_frozen = (torch.compile(m, backend=compile_backend) for m in
                                                            (g_run, di_run, dg_run, di_frozen, dg_frozen))
         self.g_run, self.di_run, self.dg_run = g_run, di_run, dg_run
         self.di_frozen, self.dg_frozen = di_frozen, dg_frozen

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from lmexpr_nb.bench.gpu.sections import precision_state
 from lmexpr_nb.bench.train import random_batches
 from lmexpr_nb.config import Config
 from lmexpr_nb.train.core import TrainCore
@@ -49,6 +50,7 @@ def worker(rank: int, world: int, port: int, cfg_dict: dict, batch: int, warmup:
     if cuda:
         torch.cuda.set_device(rank)
         device = torch.device("cuda", rank)
+        torch.backends.cudnn.benchmark = True       # as in every other path of bench gpu (and the trainer)
     else:
         device = torch.device("cpu")
     backend = "nccl" if cuda else "gloo"
@@ -98,7 +100,7 @@ def worker(rank: int, world: int, port: int, cfg_dict: dict, batch: int, warmup:
                  "images_per_second_total": round(float(sum(rates)), 2), "dtype": core.dtype_name,
                  "channels_last": core.channels_last, "allreduce_correct": allreduce_ok,
                  "weights_identical_across_ranks": bool(same.item() == 1.0),
-                 "losses_finite": bool(torch.isfinite(terms).all()),
+                 "losses_finite": bool(torch.isfinite(terms).all()), "precision": precision_state(),
                  "peak_memory_gib_per_rank": ([round(float(x), 2) for x in mems] if cuda else "unmeasured: no GPU")}
             Path(out_json).write_text(json.dumps(r))
     finally:

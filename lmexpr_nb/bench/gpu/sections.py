@@ -1,25 +1,53 @@
-"""`bench gpu`'s measuring sections: the device, training throughput, inference, the compile child.
+"""`bench gpu`'s measuring sections in this process: the device, training throughput, inference.
 
-Each returns its JSON dict; GPU-only paths are {"status": UNMEASURED} on the CPU. See main.py's doc.
+Each returns its JSON dict; a GPU-only path is {"status": UNMEASURED} on the CPU, unless `gpu_paths`
+asks for it there (the tests run the GPU paths' code on the CPU that way; CUDA graphs need CUDA).
+
+Settings are the same for every path compared: cuDNN's autotuner (`torch.backends.cudnn.benchmark`)
+is on for the whole run on CUDA, as the kit's trainer has it (main.py sets it once; warm-up steps and
+calls keep the autotuning out of the timings); the fp32 baselines run with TF32 off for convolutions
+and matrix products (`tf32_mode(False)`: true fp32) and the "fp32_tf32" rows beside them with TF32 on;
+the bf16 paths run with PyTorch's defaults. Every figure records the state it ran under
+(`precision_state`: cudnn_benchmark, tf32_convolutions, tf32_matmul).
+
+MFU: achieved FLOP/s (FLOPs per training image, counted once with torch.utils.flop_counter, x img/s)
+over the dense bf16 peak of the datasheet (bench.train.PEAK_BF16_DENSE, by exact GPU model, or
+--peak-tflops) and over the bf16 peak measured in this call (`measure_matmul_peak`: large bf16
+matrix products, about a second), which is what the card really reaches.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
-import subprocess
-import sys
 import time
 import traceback
-from pathlib import Path
+from contextlib import contextmanager
 
 import torch
 
 from lmexpr_nb.bench.infer import _reference_outputs, fold_batchnorm, time_infer_path as infer_path
 from lmexpr_nb.bench.train import _with_flops, count_step_flops, gpu_peak, time_train_path as train_path
+from lmexpr_nb.config import load_profile
 from lmexpr_nb.model.nets import build_generator
 
 UNMEASURED = "unmeasured: no GPU"
+TINY = {"data": {"image_size": 32}, "train": {"batch_size": 4},
+        "model": {"image_size": 32, "ngf": 4, "ndf": 4, "n_blocks": 1, "heatmap_sigma": 1.5}}
+TRAIN_PATHS = ("fp32_eager", "fp32_tf32_eager", "bf16_channels_last", "bf16_channels_last_compile")
+INFER_PATHS = ("fp32_eager", "fp32_tf32_eager", "bf16_bn_folded", "bf16_cudagraph", "bf16_compile")
+
+
+def bench_config(name: str, device: torch.device):
+    """The paper config (ModelConfig defaults at 128 px, batch 16) or the tiny CPU check config, with
+    the stand-in VGG19 (no weights travel to the device) and a constant learning rate."""
+    over = {"loss": {"vgg_standin": True}, "train": {"device": device.type, "lr_decay_start": 1.0, "num_workers": 0}}
+    if name == "tiny":
+        over = {**over, **{k: {**over.get(k, {}), **v} for k, v in TINY.items()}}
+    elif name != "paper":
+        raise ValueError(f"--config must be paper or tiny, got {name!r}")
+    cfg = load_profile("paper", over)
+    cfg.profile = f"bench-gpu-{name}"
+    return cfg
 
 
 def _err(e: BaseException) -> str:
@@ -38,76 +66,148 @@ def _reset_peak(device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
+@contextmanager
+def tf32_mode(enabled: bool | None):
+    """TF32 for fp32 convolutions (cuDNN) and matrix products (cuBLAS) on or off for the block, then as
+    before; None leaves both as they are."""
+    old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    if enabled is not None:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def precision_state() -> dict:
+    """The settings a figure ran under (recorded beside every figure)."""
+    return {"cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "tf32_convolutions": bool(torch.backends.cudnn.allow_tf32),
+            "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32)}
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_matmul_peak(device: torch.device, n: int = 8192, per_round: int = 20, rounds: int = 6,
+                        warmup: int = 3) -> dict:
+    """bf16 n x n x n matrix products on random data: the best and the median TFLOP/s over `rounds`
+    rounds of `per_round` back-to-back products (after `warmup`; about a second at n = 8192 on an H100)."""
+    g = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, generator=g, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, generator=g, device=device, dtype=torch.bfloat16)
+    for _ in range(warmup):
+        c = a @ b
+    _sync(device)
+    rates = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(per_round):
+            c = a @ b
+        _sync(device)
+        rates.append(2 * n ** 3 * per_round / (time.perf_counter() - t0) / 1e12)
+    del a, b, c
+    rates.sort()
+    return {"tflops_best": float(f"{rates[-1]:.4g}"), "tflops_median": float(f"{rates[len(rates) // 2]:.4g}"),
+            "matrix": n, "products": per_round * rounds, "dtype": "bfloat16", "data": "random normal"}
+
+
 def device_section(device: torch.device, peak_tflops: float | None) -> dict:
     d = {"status": "ok", "type": device.type, "torch": torch.__version__, "python": platform.python_version(),
-         "host": platform.node(), "cpu_count": os.cpu_count(), "cpu_threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        peak = peak_tflops * 1e12 if peak_tflops else gpu_peak(name)
-        p = torch.cuda.get_device_properties(device)
-        d.update(name=name, gpus=torch.cuda.device_count(), capability=list(torch.cuda.get_device_capability(device)),
-                 memory_gib=round(p.total_memory / 2**30, 1), cuda=torch.version.cuda,
-                 peak_bf16_dense_tflops=round(peak / 1e12, 1) if peak else None,
-                 peak_source="--peak-tflops" if peak_tflops else ("table (bench.train.PEAK_BF16_DENSE, datasheet)"
-                                                                  if peak else "unknown GPU: pass --peak-tflops"))
-    else:
-        d.update(name=platform.processor() or platform.machine(), gpus=0, peak_bf16_dense_tflops=UNMEASURED)
+         "host": platform.node(), "cpu_count": os.cpu_count(), "cpu_threads": torch.get_num_threads(),
+         "precision_default": precision_state()}
+    if device.type != "cuda":
+        d.update(name=platform.processor() or platform.machine(), gpus=0, peak_bf16_dense_tflops=UNMEASURED,
+                 measured_bf16_tflops=UNMEASURED)
+        return d
+    name = torch.cuda.get_device_name(device)
+    p = torch.cuda.get_device_properties(device)
+    peak, source = (peak_tflops * 1e12, "--peak-tflops") if peak_tflops else gpu_peak(name)
+    d.update(name=name, gpus=torch.cuda.device_count(), capability=list(torch.cuda.get_device_capability(device)),
+             multiprocessors=p.multi_processor_count, memory_gib=round(p.total_memory / 2**30, 1),
+             cuda=torch.version.cuda, peak_bf16_dense_tflops=round(peak / 1e12, 1) if peak else None,
+             peak_source=source)
+    try:
+        m = measure_matmul_peak(device)
+        d.update(measured_bf16_tflops=m["tflops_best"], measured_peak=m)
+    except Exception as e:  # noqa: BLE001 -- the datasheet MFU still stands
+        traceback.print_exc()
+        d["measured_bf16_tflops"] = None
+        d["measured_peak"] = {"status": _err(e)}
     return d
 
 
-def train_section(cfg, device: torch.device, peak: float | None) -> dict:
+def peaks_of(dev_section: dict) -> tuple[float | None, float | None]:
+    """(datasheet, measured) dense bf16 peaks in FLOP/s from the device section (None where unknown)."""
+    def flops(v):
+        return v * 1e12 if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    return flops(dev_section.get("peak_bf16_dense_tflops")), flops(dev_section.get("measured_bf16_tflops"))
+
+
+def train_section(cfg, device: torch.device, peaks: tuple, gpu_paths: bool | None = None) -> dict:
+    """fp32 eager (TF32 off), fp32 eager with TF32, bf16 autocast + channels_last: img/s, MFU, memory."""
     b = cfg.train.batch_size
     cuda = device.type == "cuda"
+    gpu = cuda if gpu_paths is None else gpu_paths
     r = {"status": "ok", "what": "train.TrainCore.step (G fwd+bwd+Adam, both Ds, perceptual) on random "
-                                 "in-memory batches", "batch": b, "paths": {}}
+                                 "in-memory batches", "batch": b, "paths": {},
+         "goal": "compiled >= 3x fp32 eager, >= 40 % of the bf16 dense peak (one H100)"}
     # FLOPs are counted once on the GPU (an instrumented step costs seconds on a small CPU, and MFU is GPU-only)
     flops = count_step_flops(cfg, b, device) / b if cuda else None
     r["flops_per_image"] = flops if cuda else "not counted on CPU"
     n, w = (10, 3) if cuda else (1, 1)
-    for name, amp, cl in (("fp32_eager", None, False), ("bf16_channels_last", torch.bfloat16, True)):
-        if not cuda and name != "fp32_eager":
+    for name, amp, cl, tf32 in (("fp32_eager", None, False, False), ("fp32_tf32_eager", None, False, True),
+                                ("bf16_channels_last", torch.bfloat16, True, None)):
+        if name != "fp32_eager" and not gpu:
             r["paths"][name] = {"status": UNMEASURED}
             continue
         try:                  # one failing path keeps the others' numbers
             _reset_peak(device)
-            p = train_path(cfg, b, device, amp=amp, channels_last=cl, compile=False, warmup=w, steps=n)
-            p = _with_flops(p, flops, peak) if flops else p
+            with tf32_mode(tf32):
+                p = train_path(cfg, b, device, amp=amp, channels_last=cl, compile=False, warmup=w, steps=n)
+                p["precision"] = precision_state()
+            p = _with_flops(p, flops, *peaks) if flops else p
             p.update(status="ok", peak_memory_gib=_peak_gib(device))
             if not cuda:
-                p["mfu_of_bf16_peak"] = UNMEASURED
+                p["mfu_of_bf16_peak"] = p["mfu_of_measured_bf16_peak"] = UNMEASURED
         except Exception as e:  # noqa: BLE001
             traceback.print_exc()
             p = {"status": _err(e)}
         r["paths"][name] = p
     r["paths"]["bf16_channels_last_compile"] = {"status": "pending: compile child" if cuda else UNMEASURED}
-    if cuda and all("images_per_second" in r["paths"][k] for k in ("fp32_eager", "bf16_channels_last")):
-        f = r["paths"]["fp32_eager"]["images_per_second"]
-        r["speedup_bf16_cl_vs_fp32"] = round(r["paths"]["bf16_channels_last"]["images_per_second"] / f, 3)
     return r
 
 
-def infer_section(cfg, device: torch.device) -> dict:
+def infer_section(cfg, device: torch.device, gpu_paths: bool | None = None) -> dict:
+    """Generator forward: fp32 (TF32 off, the reference), fp32 with TF32, bf16 with BatchNorm folded,
+    that as a CUDA graph; batch-1 latency and throughput, relative error against the reference."""
     cuda = device.type == "cuda"
+    gpu = cuda if gpu_paths is None else gpu_paths
     torch.manual_seed(0)
     G = build_generator(cfg.model).to(device).eval()
-    kw = dict(runs=100, warmup=10, batch=64, iters=10) if cuda else dict(runs=3, warmup=1, batch=4, iters=1)
+    kw = dict(runs=100, warmup=10, batch=64, iters=30) if cuda else dict(runs=30, warmup=2, batch=4, iters=30)
     r = {"status": "ok", "what": "generator forward, random weights, eval mode, inputs on the device",
-         "batch1_runs": kw["runs"], "batch": kw["batch"], "paths": {}}
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-    ref = _reference_outputs(G, cfg.model, device, kw["batch"]) if cuda else None
-    folded = fold_batchnorm(G).to(dtype=torch.bfloat16, memory_format=torch.channels_last) if cuda else None
-    plan = [("fp32_eager", G, torch.float32, False, "eager", None),
-            ("bf16_bn_folded", folded, torch.bfloat16, True, "eager", ref),
-            ("bf16_cudagraph", folded, torch.bfloat16, True, "cudagraph", ref)]
-    for name, model, dtype, cl, mode, reference in plan:
-        if not cuda and name != "fp32_eager":
+         "batch1_runs": kw["runs"], "batch": kw["batch"], "throughput_iters": kw["iters"],
+         "reference": "fp32 eager with TF32 off, same inputs", "paths": {}}
+    with tf32_mode(False):
+        ref = _reference_outputs(G, cfg.model, device, kw["batch"]) if gpu else None
+    folded = fold_batchnorm(G).to(dtype=torch.bfloat16, memory_format=torch.channels_last) if gpu else None
+    plan = [("fp32_eager", G, torch.float32, False, "eager", None, False),
+            ("fp32_tf32_eager", G, torch.float32, False, "eager", ref, True),
+            ("bf16_bn_folded", folded, torch.bfloat16, True, "eager", ref, None),
+            ("bf16_cudagraph", folded, torch.bfloat16, True, "cudagraph", ref, None)]
+    for name, model, dtype, cl, mode, reference, tf32 in plan:
+        if (name != "fp32_eager" and not gpu) or (mode == "cudagraph" and not cuda):
             r["paths"][name] = {"status": UNMEASURED}
             continue
         try:                  # one failing path keeps the others' numbers
             _reset_peak(device)
-            p = infer_path(name, model, cfg.model, device, dtype=dtype, channels_last=cl, mode=mode,
-                          reference=reference, **kw)
+            with tf32_mode(tf32):
+                p = infer_path(name, model, cfg.model, device, dtype=dtype, channels_last=cl, mode=mode,
+                               reference=reference, **kw)
+                p["precision"] = precision_state()
             p.update(status="ok", peak_memory_gib=_peak_gib(device))
         except Exception as e:  # noqa: BLE001
             traceback.print_exc()
@@ -115,62 +215,3 @@ def infer_section(cfg, device: torch.device) -> dict:
         r["paths"][name] = p
     r["paths"]["bf16_compile"] = {"status": "pending: compile child" if cuda else UNMEASURED}
     return r
-
-
-def compile_child(cfg, device: torch.device, peak: float | None, mode: str, out_json: Path,
-                  flops: float | None = None) -> None:
-    """In a child process: the two torch.compile paths, inference first (the cheaper compile); the JSON
-    is rewritten after each one, so a timeout during the second keeps the first."""
-    out: dict = {}
-
-    def save():
-        out_json.write_text(json.dumps(out))
-    try:
-        torch.manual_seed(0)
-        torch.backends.cudnn.benchmark = True
-        G = build_generator(cfg.model).to(device).eval()
-        ref = _reference_outputs(G, cfg.model, device, 64)
-        Gc = torch.compile(fold_batchnorm(G).to(dtype=torch.bfloat16, memory_format=torch.channels_last),
-                           mode=mode, dynamic=False)
-        _reset_peak(device)
-        p = infer_path("bf16_compile", Gc, cfg.model, device, dtype=torch.bfloat16, channels_last=True,
-                       mode="compile", reference=ref, runs=100, warmup=10, batch=64, iters=10)
-        out["infer"] = dict(p, status="ok", compile_mode=mode, peak_memory_gib=_peak_gib(device))
-        del G, Gc, ref
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        out["infer"] = {"status": _err(e)}
-    save()
-    try:
-        b = cfg.train.batch_size
-        flops = flops or count_step_flops(cfg, b, device) / b
-        _reset_peak(device)
-        p = _with_flops(train_path(cfg, b, device, amp=torch.bfloat16, channels_last=True, compile=True, warmup=5,
-                                   steps=10), flops, peak)
-        out["train"] = dict(p, status="ok" if p["compile"] else "error: compiled path fell back",
-                            peak_memory_gib=_peak_gib(device))
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        out["train"] = {"status": _err(e)}
-    save()
-
-
-def run_compile_child(args, timeout_s: float, tmp: Path, flops: float | None = None) -> dict:
-    out = tmp / "compile.json"
-    cmd = [sys.executable, "-m", "lmexpr_nb.bench.gpu.main", "--child-compile", str(out), "--config", args.config,
-           "--compile-mode", args.compile_mode, "--device", "cuda"] + (["--flops", str(flops)] if flops else [])
-    if args.peak_tflops:
-        cmd += ["--peak-tflops", str(args.peak_tflops)]
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, timeout=timeout_s, cwd=os.getcwd())
-        status = "ok" if proc.returncode == 0 else f"error: child exit status {proc.returncode}"
-    except subprocess.TimeoutExpired:
-        status = f"error: timed out after {timeout_s:.0f} s"
-    got = json.loads(out.read_text()) if out.is_file() else {}
-    for k in ("train", "infer"):
-        got.setdefault(k, {"status": status if status != "ok" else "error: no result"})
-    got["status"], got["seconds"], got["timeout_s"] = status, round(time.perf_counter() - t0, 1), round(timeout_s)
-    return got
-
-
