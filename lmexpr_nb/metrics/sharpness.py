@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 from skimage.draw import polygon2mask
-from skimage.morphology import binary_erosion, convex_hull_image
+from skimage.morphology import convex_hull_image
 
 from lmexpr_nb.metrics.psnr_ssim import to_uint8_hwc
 
@@ -41,7 +41,7 @@ def face_mask(landmarks, shape: tuple[int, int]) -> np.ndarray:
     inside = polygon2mask(shape, pts[:, ::-1])          # (row, col) vertices; hull taken below
     if not inside.any():
         return inside
-    return binary_erosion(convex_hull_image(inside))
+    return ndimage.binary_erosion(convex_hull_image(inside))
 
 
 def laplacian_variance(image, mask: np.ndarray) -> float:
