@@ -18,6 +18,9 @@ validation subjects, on the task itself: neutral -> expression pairs of one subj
                            target's (metrics/sharpness.py; 1.0 = as sharp as the real frame)
     FD, KID                Frechet distance and KID of the outputs to the real targets in the features
                            Table 5 uses (the recipe's eval.fid_features: FD-dlib on the smoke profile)
+    expression accuracy    share of outputs the expression-change classifier (trained on this dataset's
+                           training subjects' real frames; metrics/expression_change.py) gives the
+                           target label; the "real target" baseline row is its ceiling
 
 Training time counts only the training steps (evaluations are excluded); `cpu_seconds` is the
 process CPU time spent in them. The learning-rate schedule is the recipe's (constant, then linear
@@ -52,6 +55,7 @@ from lmexpr_nb.data.synthetic.write import write_synthetic_ckplus
 from lmexpr_nb.experiments.evalset import methods
 from lmexpr_nb.landmarks.preprocess import preprocess_dataset
 from lmexpr_nb.metrics import registry
+from lmexpr_nb.metrics.expression_change import train_expression_change_classifier
 from lmexpr_nb.metrics.fid import fd_kid_from_features, feature_extractor
 from lmexpr_nb.metrics.landmark_error import landmark_error, nme_detector
 from lmexpr_nb.metrics.psnr_ssim import psnr_batch, ssim_batch
@@ -62,7 +66,7 @@ from lmexpr_nb.train.core import TERMS, TrainCore, seed_all, training_pairs
 from lmexpr_nb.train.device import resolve_device
 
 DEFAULT_OUT = Path("outputs/bench/learn")
-METRICS = ("psnr", "ssim", "nme", "face_found", "identity", "rank1", "sharpness", "fd", "kid")
+METRICS = ("psnr", "ssim", "nme", "face_found", "identity", "rank1", "sharpness", "fd", "kid", "expression")
 PROBE_STEPS = 4       # budget mode: steps run to plan the schedule's length (the first, warm-up, not timed)
 
 
@@ -118,6 +122,7 @@ class Evaluator:
         self.own = np.array([subjects.index(s) for s in self.pair_subjects])
         self.embed, self.fd_name, self.kid_name, self.fd_provenance = feature_extractor(self.fid_cfg)
         self.real_features = self.embed(cache.images[self.tgt])
+        self.classifier = train_expression_change_classifier(cache)
 
     @staticmethod
     def _unit(e):
@@ -140,18 +145,22 @@ class Evaluator:
                                       self.fd_provenance, self.fid_cfg)
         sharp = registry.summarise("sharpness", registry.scores(
             "sharpness", fake=images, real=real, target_landmarks=self.cache.landmarks[self.tgt]))
+        labels = np.asarray(self.cache.labels)[self.tgt]
+        expression = registry.scores("expression_correct", fake=images, fake_labels=labels,
+                                     classifier=self.classifier, source=self.cache.images[self.src])
         return {"psnr": float(np.mean(psnr_batch(images, real))),
                 "ssim": float(np.mean(ssim_batch(images, real, "wang"))),
                 "nme": lm.mean, "face_found": float(1.0 - lm.n_missing / max(lm.n, 1)),
                 "identity": float(np.mean(sims[np.arange(len(sims)), self.own])),
                 "rank1": float(np.mean(sims.argmax(1) == self.own)),
-                "sharpness": sharp.value, "fd": fd.value, "kid": kd.value}
+                "sharpness": sharp.value, "fd": fd.value, "kid": kd.value, "expression": float(np.mean(expression))}
 
     def baselines(self) -> dict:
         out = {}
         args = self.inputs()
         for name, m in methods().items():
             out[name] = self.score(m(*args))
+        out["real target"] = self.score(self.cache.images[self.tgt])      # the measures' own ceilings
         return out
 
     def generator(self, G) -> dict:
@@ -247,7 +256,7 @@ def plot(records: list[dict], baselines: dict, path: Path, title: str) -> Path:
         for r in records:
             xs = [p["train_seconds"] for p in r["curve"]]
             ax.plot(xs, [p.get(k, np.nan) for p in r["curve"]], marker="o", label=r["name"])
-        for (bname, b), ls in zip(baselines.items(), ("--", ":")):
+        for (bname, b), ls in zip(baselines.items(), ("--", ":", "-.")):
             if k in b:
                 ax.axhline(b[k], color="grey", ls=ls, label=bname)
         ax.set_title(k + (" (lower is better)" if k in ("nme", "fd") else ""))
@@ -262,12 +271,13 @@ def plot(records: list[dict], baselines: dict, path: Path, title: str) -> Path:
 
 
 COLUMNS = {"psnr": "PSNR", "ssim": "SSIM", "nme": "NME", "face_found": "face found", "identity": "identity",
-           "rank1": "Rank-1", "sharpness": "sharpness", "fd": "FD", "kid": "KID"}
+           "rank1": "Rank-1", "sharpness": "sharpness", "fd": "FD", "kid": "KID", "expression": "expression acc."}
 
 
 def _cells(point: dict) -> str:
     """One compare.md row's metric cells; '-' for a metric the record predates."""
-    fmt = {"psnr": "{:.2f}", "nme": "{:.4f}", "kid": "{:.4f}", "face_found": "{:.0%}", "rank1": "{:.0%}"}
+    fmt = {"psnr": "{:.2f}", "nme": "{:.4f}", "kid": "{:.4f}", "face_found": "{:.0%}", "rank1": "{:.0%}",
+           "expression": "{:.0%}"}
     return " | ".join("-" if point.get(k) is None else fmt.get(k, "{:.3f}").format(point[k]) for k in COLUMNS)
 
 

@@ -9,9 +9,9 @@
         every method, and the detector's own NME on the real targets.
 
 Every number comes from the metrics registry (metrics/registry.py: psnr, ssim_skimage, ssim_wang,
-landmark_error, fid, sharpness, expression_correct). Per-image scores (PSNR, SSIM, NME, FD features) are computed once per
-generated image of the union of the protocols' pairs (evalset.PairImages.cached) and each
-protocol summarises its rows, so a pair that two protocols share is scored once and counts in
+landmark_error, fid, sharpness, expression_correct). Per-image scores (PSNR, SSIM, NME, FD features,
+sharpness, expression hits) are computed once per generated image of the union of the protocols'
+pairs (evalset.PairImages.cached) and each protocol summarises its rows, so a pair that two protocols share is scored once and counts in
 both. Columns and choices:
 - PSNR/SSIM: scikit-image on uint8 RGB, data_range=255; SSIM in two labelled variants (the paper
   does not say which).
@@ -52,7 +52,8 @@ REALISM_NOTE = (
     "above = noise or pattern the real face does not have); `expression accuracy` is the share of images that "
     "an independent expression classifier, trained only on the training subjects' real frames, gives the "
     "target label, reading the change of the face's re-detected landmarks from the pair's neutral source "
-    "(primary protocol only: its sources are neutral; the real-target row is its ceiling). FD/KID say whether the faces' distribution matches; "
+    "(primary protocol only: its sources are neutral; the real-target row is its ceiling). FD/KID say whether the "
+    "faces' distribution matches; "
     "noise can buy sharpness but not FD, KID or expression accuracy.")
 
 
@@ -196,7 +197,8 @@ def table5_quality(evs, cfg, folder, provenance: dict, device=None, landmark_err
             + (" computed with the dlib 128-d face descriptor as a STAND-IN for Inception features: "
                "not comparable to the paper's FID column" if fd_name != "FID" else
                ("; FID is biased upward at N < 2048, compare KID" if min(e.n for e in sets) < 2048 else "")) +
-            ". KID is unbiased (raw, not x1000). " + REALISM_NOTE + " Landmark NME: 68 points re-detected on each image "
+            ". KID is unbiased (raw, not x1000). " + REALISM_NOTE +
+            " Landmark NME: 68 points re-detected on each image "
             f"({getattr(detector, 'name', type(detector).__name__) if detector else 'not computed'}) vs "
             "the target landmarks / target outer-eye-corner distance; images without a detected face are "
             "counted in `no face found` and left out of the mean. `paper:` columns are printed numbers "
@@ -258,5 +260,6 @@ def table5_per_expression(evs, cfg, folder, provenance: dict, landmark_error: bo
             "(`real target: expression acc.`: the classifier's ceiling). N: pairs with that target expression. "
             "The paper prints no per-expression numbers." + ("" if detector is not None else
                                                              " Landmark NME not computed here."))
-    write_table(folder, name, rows, provenance, title="Table 5 by target expression (SSIM, landmark NME, realism)", note=note)
+    write_table(folder, name, rows, provenance, title="Table 5 by target expression (SSIM, landmark NME, realism)",
+                note=note)
     return rows
