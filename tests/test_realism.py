@@ -17,7 +17,7 @@ from lmexpr_nb.landmarks.detect import crop_and_resize, crop_box
 from lmexpr_nb.metrics import registry
 from lmexpr_nb.metrics.expression_change import face_landmarks, train_expression_change_classifier
 from lmexpr_nb.metrics.recognisers import DlibRecogniser
-from lmexpr_nb.metrics.sharpness import face_mask, sharpness_ratio
+from lmexpr_nb.metrics.sharpness import hull_mask, sharpness_ratio
 
 SIZE = 64
 SUBJECTS = 5                    # 4 train + 1 val
@@ -82,7 +82,7 @@ def test_sharpness_is_one_for_the_real_target_and_orders_blur(faces):
 
 def test_sharpness_counts_only_the_face_hull(faces):
     img, lm = faces.images[5], faces.landmarks[5]
-    mask = face_mask(lm, img.shape[:2])
+    mask = hull_mask(lm, img.shape[:2])
     hull = ndimage.binary_dilation(mask)              # the 3x3 Laplacian of a mask pixel reads the hull only
     outside = img.copy()
     outside[~hull] = _noise(img)[~hull]               # noise outside the face: no change
