@@ -379,3 +379,28 @@ def test_no_checkpoint_stops_with_one_line_message(tmp_path):
     with pytest.raises(NoTrainedModel, match="run notebooks/03_training.ipynb first") as e:
         ctx.model()
     assert "\n" not in str(e.value)
+
+
+class AlwaysHappy:
+    """An expression classifier that sees 'happy' in every face (the table's plumbing under test)."""
+    def predict(self, images, references):
+        assert len(images) == len(references)
+        return np.full(len(images), 5)
+
+
+def test_table5_realism_columns(evs, cfg, tmp_path):
+    from lmexpr_nb.metrics.sharpness import sharpness_ratio
+    ev = evs[evalset.PRIMARY]
+    rows = table5.table5_quality(evs, cfg, tmp_path, PROV, landmark_error=False, classifier=AlwaysHappy())
+    by = {(r["protocol"], r["method"]): r for r in rows}
+    copy = by[(evalset.PRIMARY, evalset.COPY)]
+    ref = np.nanmean([sharpness_ratio(s, t, lm) for s, t, lm in zip(ev.source, ev.real, ev.target_landmarks)])
+    assert copy[table5.SHARP_COL] == pytest.approx(ref, rel=1e-9)
+    real = by[(evalset.PRIMARY, table5.REAL)]
+    assert real[table5.SHARP_COL] == pytest.approx(1.0)
+    assert real[table5.EXPR_COL] == pytest.approx(np.mean(ev.target_labels == 5))
+    assert table5.EXPR_COL not in by[(evalset.SECONDARY, evalset.COPY)]     # neutral targets there: no column
+    per = {r["target expression"]: r for r in
+           table5.table5_per_expression(evs, cfg, tmp_path, PROV, landmark_error=False, classifier=AlwaysHappy())}
+    assert per["happy"]["ours: expression acc."] == 1.0 and per["anger"]["real target: expression acc."] == 0.0
+    assert per["all"]["copy: sharpness"] == pytest.approx(ref, rel=1e-9)

@@ -14,6 +14,13 @@ validation subjects, on the task itself: neutral -> expression pairs of one subj
     face found             fraction of outputs where dlib finds a face at all
     identity               mean cosine of the output's dlib descriptor to its subject's neutral frame
     Rank-1                 the output's nearest subject (gallery: one neutral frame per subject)
+    sharpness              Laplacian variance of the output over the target's landmark hull / the real
+                           target's (metrics/sharpness.py; 1.0 = as sharp as the real frame)
+    FD, KID                Frechet distance and KID of the outputs to the real targets in the features
+                           Table 5 uses (the recipe's eval.fid_features: FD-dlib on the smoke profile)
+    expression accuracy    share of outputs the expression-change classifier (trained on this dataset's
+                           training subjects' real frames; metrics/expression_change.py) gives the
+                           target label; the "real target" baseline row is its ceiling
 
 Training time counts only the training steps (evaluations are excluded); `cpu_seconds` is the
 process CPU time spent in them. The learning-rate schedule is the recipe's (constant, then linear
@@ -47,15 +54,19 @@ from lmexpr_nb.data.pairs import PairStream, evaluation_pairs
 from lmexpr_nb.data.synthetic.write import write_synthetic_ckplus
 from lmexpr_nb.experiments.evalset import methods
 from lmexpr_nb.landmarks.preprocess import preprocess_dataset
+from lmexpr_nb.metrics import registry
+from lmexpr_nb.metrics.expression_change import train_expression_change_classifier
+from lmexpr_nb.metrics.fid import fd_kid_from_features, feature_extractor
 from lmexpr_nb.metrics.landmark_error import landmark_error, nme_detector
 from lmexpr_nb.metrics.psnr_ssim import psnr_batch, ssim_batch
 from lmexpr_nb.metrics.recognisers import DlibRecogniser
+from lmexpr_nb.metrics.result import eval_config
 from lmexpr_nb.model.generate import synthesize
 from lmexpr_nb.train.core import TERMS, TrainCore, seed_all, training_pairs
 from lmexpr_nb.train.device import resolve_device
 
 DEFAULT_OUT = Path("outputs/bench/learn")
-METRICS = ("psnr", "ssim", "nme", "face_found", "identity", "rank1")
+METRICS = ("psnr", "ssim", "nme", "face_found", "identity", "rank1", "sharpness", "fd", "kid", "expression")
 PROBE_STEPS = 4       # budget mode: steps run to plan the schedule's length (the first, warm-up, not timed)
 
 
@@ -100,9 +111,9 @@ def ensure_cache(folder: Path, subjects: int, frames: int, seed: int, image_size
 class Evaluator:
     """Quality of generated faces on fixed neutral -> expression pairs of the validation subjects."""
 
-    def __init__(self, cache, max_pairs: int = 120, seed: int = 0, split: str = "val"):
-
+    def __init__(self, cache, max_pairs: int = 120, seed: int = 0, split: str = "val", cfg=None):
         self.cache = cache
+        self.fid_cfg = eval_config(cfg)
         src, tgt = evaluation_pairs(cache, split, 0, seed, protocol="neutral-to-expression")
         self.n_all = len(src)
         self.src, self.tgt = evaluation_pairs(cache, split, max_pairs, seed, protocol="neutral-to-expression")
@@ -114,6 +125,9 @@ class Evaluator:
         self.gallery = self._unit(self.recogniser.embed(cache.images[gallery]))
         self.pair_subjects = np.asarray(cache.subjects).astype(str)[self.tgt]
         self.own = np.array([subjects.index(s) for s in self.pair_subjects])
+        self.embed, self.fd_name, self.kid_name, self.fd_provenance = feature_extractor(self.fid_cfg)
+        self.real_features = self.embed(cache.images[self.tgt])
+        self.classifier = train_expression_change_classifier(cache)
 
     @staticmethod
     def _unit(e):
@@ -132,17 +146,26 @@ class Evaluator:
         lm = landmark_error(images, self.cache.landmarks[self.tgt], self.detector)
         emb = self._unit(self.recogniser.embed(images))
         sims = emb @ self.gallery.T
+        fd, kd = fd_kid_from_features(self.real_features, self.embed(images), self.fd_name, self.kid_name,
+                                      self.fd_provenance, self.fid_cfg)
+        sharp = registry.summarise("sharpness", registry.scores(
+            "sharpness", fake=images, real=real, target_landmarks=self.cache.landmarks[self.tgt]))
+        labels = np.asarray(self.cache.labels)[self.tgt]
+        expression = registry.scores("expression_correct", fake=images, fake_labels=labels,
+                                     classifier=self.classifier, source=self.cache.images[self.src])
         return {"psnr": float(np.mean(psnr_batch(images, real))),
                 "ssim": float(np.mean(ssim_batch(images, real, "wang"))),
                 "nme": lm.mean, "face_found": float(1.0 - lm.n_missing / max(lm.n, 1)),
                 "identity": float(np.mean(sims[np.arange(len(sims)), self.own])),
-                "rank1": float(np.mean(sims.argmax(1) == self.own))}
+                "rank1": float(np.mean(sims.argmax(1) == self.own)),
+                "sharpness": sharp.value, "fd": fd.value, "kid": kd.value, "expression": float(np.mean(expression))}
 
     def baselines(self) -> dict:
         out = {}
         args = self.inputs()
         for name, m in methods().items():
             out[name] = self.score(m(*args))
+        out["real target"] = self.score(self.cache.images[self.tgt])      # the measures' own ceilings
         return out
 
     def generator(self, G) -> dict:
@@ -232,15 +255,16 @@ def learn(cfg, cache, budget: float, points: int, evaluator: Evaluator, steps: i
 
 def plot(records: list[dict], baselines: dict, path: Path, title: str) -> Path:
     matplotlib.use("Agg")
-    keys = ("nme", "ssim", "face_found", "identity")
+    keys = ("nme", "ssim", "sharpness", "fd")
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4))
     for ax, k in zip(axes, keys):
         for r in records:
             xs = [p["train_seconds"] for p in r["curve"]]
-            ax.plot(xs, [p[k] for p in r["curve"]], marker="o", label=r["name"])
-        for (bname, b), ls in zip(baselines.items(), ("--", ":")):
-            ax.axhline(b[k], color="grey", ls=ls, label=bname)
-        ax.set_title(k + (" (lower is better)" if k == "nme" else ""))
+            ax.plot(xs, [p.get(k, np.nan) for p in r["curve"]], marker="o", label=r["name"])
+        for (bname, b), ls in zip(baselines.items(), ("--", ":", "-.")):
+            if k in b:
+                ax.axhline(b[k], color="grey", ls=ls, label=bname)
+        ax.set_title(k + (" (lower is better)" if k in ("nme", "fd") else ""))
         ax.set_xlabel("training seconds (CPU)")
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
@@ -249,6 +273,17 @@ def plot(records: list[dict], baselines: dict, path: Path, title: str) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+COLUMNS = {"psnr": "PSNR", "ssim": "SSIM", "nme": "NME", "face_found": "face found", "identity": "identity",
+           "rank1": "Rank-1", "sharpness": "sharpness", "fd": "FD", "kid": "KID", "expression": "expression acc."}
+
+
+def _cells(point: dict) -> str:
+    """One compare.md row's metric cells; '-' for a metric the record predates."""
+    fmt = {"psnr": "{:.2f}", "nme": "{:.4f}", "kid": "{:.4f}", "face_found": "{:.0%}", "rank1": "{:.0%}",
+           "expression": "{:.0%}"}
+    return " | ".join("-" if point.get(k) is None else fmt.get(k, "{:.3f}").format(point[k]) for k in COLUMNS)
 
 
 def compare(out: Path) -> str:
@@ -266,17 +301,14 @@ def compare(out: Path) -> str:
     base = recs[-1]["baselines"]
     lines = [f"Recipes on synthetic seed {recs[-1]['data']['seed']} (training subjects; evaluated on its "
              f"{recs[-1]['data']['eval_pairs']} neutral -> expression validation pairs), last point of each:", "",
-             "| recipe | overrides | steps | train s | PSNR | SSIM | NME | face found | identity | Rank-1 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| recipe | overrides | steps | train s | " + " | ".join(COLUMNS.values()) + " |",
+             "|---|---|---|---|" + "---|" * len(COLUMNS)]
     for bname, b in base.items():
-        lines.append(f"| {bname} | | | | {b['psnr']:.2f} | {b['ssim']:.3f} | {b['nme']:.4f} | "
-                     f"{100 * b['face_found']:.0f} % | {b['identity']:.3f} | {100 * b['rank1']:.0f} % |")
+        lines.append(f"| {bname} | | | | {_cells(b)} |")
     for r in recs:
         p = r["curve"][-1]
         sets = "; ".join(f"{s}.{k}={v}" for s, d in r["overrides"].items() for k, v in d.items())
-        lines.append(f"| {r['name']} | {sets} | {p['step']} | {p['train_seconds']:.0f} | {p['psnr']:.2f} | "
-                     f"{p['ssim']:.3f} | {p['nme']:.4f} | {100 * p['face_found']:.0f} % | {p['identity']:.3f} | "
-                     f"{100 * p['rank1']:.0f} % |")
+        lines.append(f"| {r['name']} | {sets} | {p['step']} | {p['train_seconds']:.0f} | {_cells(p)} |")
     text = "\n".join(lines) + "\n"
     (out / "compare.md").write_text(text)
     plot(recs, base, out / "compare.png", "bench learn: recipes side by side (synthetic, separate seed)")
@@ -318,15 +350,15 @@ def bench_main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = ensure_cache(out / "data", subjects, frames, a.synth_seed, cfg.data.image_size, cfg.data.val_fraction)
-    ev = Evaluator(cache, a.pairs, seed=0)
-    base_path = out / "data" / f"baselines-seed{a.synth_seed}-{ev.n}.json"
+    ev = Evaluator(cache, a.pairs, seed=0, cfg=cfg)
+    base_path = out / "data" / f"baselines-seed{a.synth_seed}-{ev.n}-{'-'.join(METRICS)}.json"
     if base_path.is_file():
         baselines = json.loads(base_path.read_text())
     else:
         baselines = ev.baselines()
         write_json(base_path, baselines)
     name = a.name or cfg.profile
-    fit_ev = Evaluator(cache, a.pairs, seed=0, split="train") if a.also_train else None
+    fit_ev = Evaluator(cache, a.pairs, seed=0, split="train", cfg=cfg) if a.also_train else None
     rec = learn(cfg, cache, a.budget, a.points, ev, steps=a.steps, name=name, train_evaluator=fit_ev)
     rec.update(overrides=overrides, baselines=baselines,
                data={"dataset": "synthetic (procedural faces, not real)", "seed": a.synth_seed, "subjects": subjects,

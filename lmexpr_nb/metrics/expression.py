@@ -189,3 +189,4 @@ def expression_accuracy_metric(*, fake=None, fake_labels=None, classifier=None, 
     return [MetricResult("Expression accuracy", acc, len(fake_labels), None, "fraction",
                          "kit's small CNN trained on the real training split (lmexpr_nb.metrics.expression)",
                          {"confusion": conf, "per_class_accuracy": per_class_accuracy(conf)})]
+

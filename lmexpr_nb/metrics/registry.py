@@ -23,7 +23,9 @@ Inputs are keywords, and a metric takes the ones it needs (a missing one is a Ty
     cfg, device         an EvalConfig (or a Config), the torch device of network features
     target_landmarks    (N,68,2) landmarks the generator was given (landmark_error); `detector`
     fake_ids, real_ids  identities (identity; gallery = real, probe = fake); `recognisers`
-    fake_labels, classifier   expected expression labels, a metrics/expression.py classifier
+    fake_labels, classifier   expected expression labels, a metrics/expression.py classifier (Table 4) or
+                        a metrics/expression_change.py one (expression_correct, which also needs `source`:
+                        the pair's neutral frame)
 
 To add a metric: a short module in metrics/ with its function, one entry in REGISTRY below, and
 the table that reports it asks for it by name.
@@ -36,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from lmexpr_nb.metrics.expression import expression_accuracy_metric
+from lmexpr_nb.metrics.expression_change import expression_change_scores
 from lmexpr_nb.metrics.fid import fd_kid_from_features, feature_extractor, fid_metric
 from lmexpr_nb.metrics.identity import identity_metric, identity_summary
 from lmexpr_nb.metrics.landmark_error import nme_scores
@@ -96,6 +99,10 @@ REGISTRY: dict[str, Metric] = {
                        features=load_recogniser, compare=identity_summary),          # Table 6
     "expression_accuracy": Metric("expression accuracy", needs=("fake", "fake_labels", "classifier"),
                                   compute=expression_accuracy_metric),               # Table 4
+    "expression_correct": Metric("expression accuracy", "Expression accuracy",
+                                 ("fake", "fake_labels", "classifier", "source"), expression_change_scores,
+                                 "fraction", "expression-change classifier trained on the training subjects' real "
+                                 "frames (metrics/expression_change.py)"),          # Table 5 realism
 }
 
 

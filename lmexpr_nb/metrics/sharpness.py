@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 from skimage.draw import polygon2mask
-from skimage.morphology import binary_erosion, convex_hull_image
+from skimage.morphology import convex_hull_image
 
 from lmexpr_nb.metrics.psnr_ssim import to_uint8_hwc
 
@@ -35,13 +35,13 @@ FLAT = 1e-8                                    # Laplacian variance of a face wi
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def face_mask(landmarks, shape: tuple[int, int]) -> np.ndarray:
+def hull_mask(landmarks, shape: tuple[int, int]) -> np.ndarray:
     """Boolean (H, W) mask: the convex hull of the landmarks (x, y pixels), shrunk by one pixel."""
     pts = np.asarray(landmarks, dtype=np.float64)
     inside = polygon2mask(shape, pts[:, ::-1])          # (row, col) vertices; hull taken below
     if not inside.any():
         return inside
-    return binary_erosion(convex_hull_image(inside))
+    return ndimage.binary_erosion(convex_hull_image(inside))
 
 
 def laplacian_variance(image, mask: np.ndarray) -> float:
@@ -53,7 +53,7 @@ def laplacian_variance(image, mask: np.ndarray) -> float:
 def sharpness_ratio(fake, real, landmarks) -> float:
     """One pair's sharpness (module doc): NaN where the real target is flat or the hull is empty."""
     real = to_uint8_hwc(real)
-    mask = face_mask(landmarks, real.shape[:2])
+    mask = hull_mask(landmarks, real.shape[:2])
     if mask.sum() < 9:
         return float("nan")
     denominator = laplacian_variance(real, mask)
