@@ -312,7 +312,7 @@ def test_missing_vgg_weights_give_the_message_and_the_standin_only_when_asked(tm
     from lmexpr_nb.common.weights import MissingWeightsError
     cache = make_cache()
     cfg = tiny_cfg(steps=1).updated({"loss": {"vgg_standin": False}})
-    with pytest.raises(MissingWeightsError, match="vgg19-dcbe5e31.pth"):
+    with pytest.raises(MissingWeightsError, match="vgg19-dcbb9e9d.pth"):
         train(cfg, cache, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "checkpoints").exists()
     # the CLI: one line, exit code 2, no traceback (paper profile, which has no stand-in)
@@ -321,7 +321,7 @@ def test_missing_vgg_weights_give_the_message_and_the_standin_only_when_asked(tm
     rc = train_main(["--config", str(_yaml(tmp_path, vgg_standin=False)), "--data", str(tmp_path / "cache"),
                                "--out", str(tmp_path / "cli"), "--no-progress"])
     err = capsys.readouterr().err
-    assert rc == 2 and "vgg19-dcbe5e31.pth" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert rc == 2 and "vgg19-dcbb9e9d.pth" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     # asked for: the stand-in, and the summary says so
     rc = train_main(["--config", str(_yaml(tmp_path, vgg_standin=True)), "--data", str(tmp_path / "cache"),
                                "--out", str(tmp_path / "cli2"), "--steps", "1", "--no-progress"])
