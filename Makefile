@@ -5,7 +5,7 @@ VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.lmexpr-installed
 PROFILE ?= smoke
 
-.PHONY: venv reproduce test bench lab clean
+.PHONY: venv reproduce test chromium bench lab clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,14 @@ reproduce: $(STAMP)
 # most tests first, so the one-test smoke run starts when most short tests are done, and the rest
 # run beside it). Measured here: 516 s vs 624 s with the smoke run first (2 + 1 torch threads on 2
 # cores slow both) and ~630 s one after the other
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(VPY) -m pytest -q -n 2 --dist loadfile --durations=15
+
+# Debian's chromium for tests/test_browser.py, before pytest starts (never inside a test): nothing
+# when /usr/bin/chromium is there, else apt-get as root; where it cannot be had, the line says why
+# and the browser tests skip with that reason (where CI is set, as .ci/run sets it, they fail)
+chromium:
+	@test -x /usr/bin/chromium || $(PYTHON) tests/browser.py install-chromium
 
 bench: $(STAMP)
 	$(VPY) -m lmexpr_nb bench preprocess

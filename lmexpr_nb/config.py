@@ -77,7 +77,7 @@ class LossConfig:
     lambda_perceptual: float = 10.0  # [paper] lambda_2
     lambda_pixel: float = 10.0       # [paper] lambda_3
     vgg_layer: str = "conv1_2"       # [paper] torchvision features[:3]; "relu1_2" = PATN's features[:4]
-    vgg_weights: str | None = None   # path to vgg19-dcbe5e31.pth; None = torchvision's cache
+    vgg_weights: str | None = None   # path to vgg19-dcbb9e9d.pth; None = torchvision's cache
     vgg_standin: bool = False        # True: seeded random-init VGG19, labelled as a stand-in everywhere
 
 

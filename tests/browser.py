@@ -1,6 +1,6 @@
 """Test harness: JupyterLab on loopback + Debian's chromium driven by Playwright.
 
-    browser = find_chromium()              # /usr/bin/chromium, installed with apt when root
+    browser = find_chromium()              # /usr/bin/chromium, or Unavailable with the reason
     with LabServer(root, env) as lab:      # jupyter lab on 127.0.0.1, own token and settings
         page.goto(lab.url("lab/tree/x.ipynb"))
 
@@ -12,6 +12,10 @@ scratch folder: document autosave off (nothing the test opens is ever
 written back), no news or update checks (nothing reaches the internet). `stop()` asks the
 server to shut down (which ends its kernels), then ends whatever is left of it and of its
 child processes (the kernels) by PID: SIGTERM, then SIGKILL.
+
+Chromium is installed by `make test` before pytest starts (`python3 tests/browser.py
+install-chromium`: nothing to do when /usr/bin/chromium is there, else apt-get as root), never
+inside a test.
 """
 from __future__ import annotations
 
@@ -33,20 +37,21 @@ class Unavailable(RuntimeError):
     """The browser cannot be had here (the reason is the message)."""
 
 
-def find_chromium(install: bool = True, log=print) -> str:
-    """The chromium binary; installed with apt-get (Debian's `chromium` package) when missing
-    and we are root. Raises Unavailable with the reason otherwise."""
+def find_chromium(install: bool = False, log=print) -> str:
+    """The chromium binary. With `install`, Debian's `chromium` package is installed with apt-get
+    when it is missing and we are root. Raises Unavailable with the reason otherwise."""
     if Path(CHROMIUM).is_file():
         return CHROMIUM
     if not install:
-        raise Unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+        raise Unavailable(f"{CHROMIUM} is missing (`make test` installs it as root; else apt-get install chromium)")
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         raise Unavailable(f"{CHROMIUM} is missing and we are not root to `apt-get install chromium`")
     if shutil.which("apt-get") is None:
         raise Unavailable(f"{CHROMIUM} is missing and there is no apt-get to install it")
     t0 = time.perf_counter()
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+    wait = ["-o", "DPkg::Lock::Timeout=300"]          # another apt run holds the lock: wait for it
+    for cmd in (["apt-get", *wait, "update", "-q"], ["apt-get", *wait, "install", "-y", "-q", "chromium"]):
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if r.returncode != 0:
             tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["?"]
@@ -198,3 +203,13 @@ class LabServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+if __name__ == "__main__":          # `make test`'s setup step: python3 tests/browser.py install-chromium
+    import sys
+    if sys.argv[1:] != ["install-chromium"]:
+        sys.exit("usage: python3 tests/browser.py install-chromium")
+    try:
+        print(f"chromium for the browser tests: {find_chromium(install=True)}")
+    except Unavailable as e:      # the browser tests then skip with this reason (fail where CI is set)
+        print(f"chromium for the browser tests: not available: {e}")

@@ -9,11 +9,15 @@
    error. The server and its kernels are stopped by PID and must be gone.
 2. report.html of a smoke-shaped run folder at a 1400 px window: no horizontal overflow.
 
-Screenshots, timings and the reason for any skip go to outputs/browser-test/ (ignored by git).
-The chromium package is installed with apt-get when missing and we are root; otherwise, or
-without Playwright, the tests skip with the reason (pytest -ra prints it; SKIPPED.txt keeps it).
+Screenshots, timings and the reason for any skip go to a folder of this pytest session
+(tmp_path_factory's browser-test0/; the tests print where), never into the repository. `make test`
+installs chromium before pytest starts (tests/browser.py install-chromium); without it, or without
+Playwright, the tests skip with the reason (pytest -ra prints it; SKIPPED.txt keeps it), and where
+the environment variable CI is set (.ci/run sets it) they FAIL with the reason instead: a browser
+test that cannot run never leaves CI green.
 """
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -24,7 +28,6 @@ from browser import LabServer, Unavailable, alive, children, find_chromium
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "outputs" / "browser-test"
 NOTEBOOK = REPO / "notebooks" / "09_explorer.ipynb"
 
 HASH_JS = """async ([sel, k]) => {
@@ -38,24 +41,33 @@ EXPLORER = ".jp-OutputArea-output .widget-vbox"          # the explorer's outer 
 IMAGES = f"{EXPLORER} .widget-image"
 
 
-def _skip(reason: str):
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "SKIPPED.txt").write_text(reason + "\n")
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> Path:
+    """This session's folder for screenshots, timings and SKIPPED.txt."""
+    folder = tmp_path_factory.mktemp("browser-test")
+    print(f"browser test screenshots and timings: {folder}")
+    return folder
+
+
+def cannot_run(reason: str, out: Path):
+    """Skip with the reason, or fail with it where CI is set (a skip would leave CI green)."""
+    reason = f"browser tests cannot run: {reason}"
+    (out / "SKIPPED.txt").write_text(reason + "\n")
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)", pytrace=False)
     pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(out):
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _skip("browser tests skipped: Playwright is not installed (pip install -r requirements.txt)")
+        cannot_run("Playwright is not installed (pip install -r requirements.txt)", out)
     try:
         exe = find_chromium()
     except Unavailable as e:
-        _skip(f"browser tests skipped: {e}")
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "SKIPPED.txt").unlink(missing_ok=True)
+        cannot_run(str(e), out)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
         yield b
@@ -119,17 +131,17 @@ def _click_track(slider, fraction: float):
     track.click(position={"x": box["width"] * fraction, "y": box["height"] / 2})
 
 
-def test_explorer_end_to_end_in_jupyterlab(browser, tmp_path):
+def test_explorer_end_to_end_in_jupyterlab(browser, out, tmp_path):
     from PIL import Image
     from skimage import data as skdata
     from tiny_run import tiny_model
     t_start = time.perf_counter()
-    model = tiny_model(REPO / "outputs" / "test-models")
+    model = tiny_model()
     t_model = time.perf_counter() - t_start
     root = tmp_path / "lab"
     root.mkdir()
-    out = tmp_path / "out"
-    nb_path = _parameterised_copy(root / "09_explorer.ipynb", out_dir=str(out),
+    run_out = tmp_path / "out"
+    nb_path = _parameterised_copy(root / "09_explorer.ipynb", out_dir=str(run_out),
                                   data_root=str(model["cache_dir"].parent), cache_dir=str(model["cache_dir"]),
                                   checkpoint=str(model["checkpoint"]))
     nb_bytes = nb_path.read_bytes()
@@ -149,7 +161,7 @@ def test_explorer_end_to_end_in_jupyterlab(browser, tmp_path):
                       " await w.sessionContext.ready; await w.sessionContext.session.kernel.info; }")
         page.wait_for_timeout(1500)
         timings["open notebook, kernel ready (s)"] = round(time.perf_counter() - t0, 2)
-        page.screenshot(path=str(OUT / "01_notebook_opened.png"))
+        page.screenshot(path=str(out / "01_notebook_opened.png"))
         tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")
         assert "jp-mod-dirty" not in (tab.get_attribute("class") or ""), "the notebook shows modified on open"
         assert lab.kernels() and lab.kernels()[0]["name"] == "python3"
@@ -161,18 +173,18 @@ def test_explorer_end_to_end_in_jupyterlab(browser, tmp_path):
             page.wait_for_function("""() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
                 return p.length && p.every(x => /\\[\\d+\\]/.test(x.textContent)); }""", timeout=180_000)
         finally:
-            page.screenshot(path=str(OUT / "02_after_run_all.png"))
+            page.screenshot(path=str(out / "02_after_run_all.png"))
         page.wait_for_selector(IMAGES, timeout=60_000)
         timings["run all (s)"] = round(time.perf_counter() - t0, 2)
         explorer = page.locator(EXPLORER).first
         explorer.scroll_into_view_if_needed()
         page.wait_for_function(f"() => document.querySelectorAll('{IMAGES}').length === 3 && "
                                f"[...document.querySelectorAll('{IMAGES}')].every(i => i.complete && i.naturalWidth)")
-        page.screenshot(path=str(OUT / "02_explorer.png"))
+        page.screenshot(path=str(out / "02_explorer.png"))
         errs = page.locator("[data-mime-type='application/vnd.jupyter.error']")
         assert errs.count() == 0, errs.all_inner_texts()
         stderr = page.locator("[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
-        (OUT / "notebook_stderr.txt").write_text("\n---\n".join(stderr) + "\n")     # warnings, for a look
+        (out / "notebook_stderr.txt").write_text("\n---\n".join(stderr) + "\n")     # warnings, for a look
         # what a person sees: real controls, captions, a donor label that is not cut
         assert explorer.locator("select").count() == 6          # subject, frame, source is, expression, donor, donor gives
         assert explorer.locator(".widget-slider").count() == 6
@@ -208,7 +220,7 @@ def test_explorer_end_to_end_in_jupyterlab(browser, tmp_path):
         change("frame", lambda: frame.select_option(index=frame.locator("option").count() - 1))
         status = explorer.locator(".widget-html").last.inner_text()
         assert "landmark donor" in status and "regions mouth +" in status, status
-        page.screenshot(path=str(OUT / "03_explorer_edited.png"))
+        page.screenshot(path=str(out / "03_explorer_edited.png"))
 
         # a real photo into a synthetic-only model
         before = _hash(page)
@@ -225,12 +237,12 @@ def test_explorer_end_to_end_in_jupyterlab(browser, tmp_path):
         assert "Set source is" in explorer.inner_text()
         change("source is", lambda: _select(page, "source is").select_option("happy"))
         assert "What expression" not in explorer.inner_text() and "never seen a real face" in explorer.inner_text()
-        page.screenshot(path=str(OUT / "04_explorer_photo.png"))
+        page.screenshot(path=str(out / "04_explorer_photo.png"))
 
         explorer.locator("button:has-text('Save image')").click()
         page.wait_for_function("() => document.body.innerText.includes('saved explorer_photo-astronaut')",
                                timeout=30_000)
-        saved = sorted(p.name for p in (out / "figures").glob("explorer_photo-astronaut_*"))
+        saved = sorted(p.name for p in (run_out / "figures").glob("explorer_photo-astronaut_*"))
         assert any(n.endswith("_0.png") for n in saved) and any(n.endswith("_panel.png") for n in saved), saved
         # the "saving..." feedback must reach the page (a MutationObserver sees it however fast the save)
         page.evaluate("""() => { window.__sawSaving = false; new MutationObserver(() => {
@@ -240,14 +252,14 @@ def test_explorer_end_to_end_in_jupyterlab(browser, tmp_path):
         explorer.locator("button:has-text('Save GIF')").click()
         try:
             page.wait_for_function("() => window.__sawSaving", timeout=5_000)
-            page.screenshot(path=str(OUT / "05_explorer_saving_gif.png"))
+            page.screenshot(path=str(out / "05_explorer_saving_gif.png"))
         except Exception:   # already saved: the observer's record below decides
             pass
         page.wait_for_function("() => /saved explorer_photo-astronaut\\S*\\.gif/.test(document.body.innerText)",
                                timeout=60_000)
         timings["save GIF (s)"] = round(time.perf_counter() - t0, 3)
         assert page.evaluate("window.__sawSaving"), "no 'saving...' feedback while the GIF was written"
-        page.screenshot(path=str(OUT / "06_explorer_saved.png"))
+        page.screenshot(path=str(out / "06_explorer_saved.png"))
         assert errs.count() == 0, errs.all_inner_texts()
         assert not errors, errors
         pids = [lab.proc.pid] + children(lab.proc.pid)
@@ -256,29 +268,29 @@ def test_explorer_end_to_end_in_jupyterlab(browser, tmp_path):
     assert all(not alive(p) for p in pids), [p for p in pids if alive(p)]
     assert nb_path.read_bytes() == nb_bytes, "the notebook file was written (autosave must be off)"
     timings["whole test (s)"] = round(time.perf_counter() - t_start, 1)
-    (OUT / "explorer_timings.json").write_text(json.dumps(timings, indent=1) + "\n")
+    (out / "explorer_timings.json").write_text(json.dumps(timings, indent=1) + "\n")
     print(timings)
 
 
-def test_report_fits_a_1400px_window(browser, tmp_path):
+def test_report_fits_a_1400px_window(browser, out, tmp_path):
     from report_fixture import fake_run
 
     from lmexpr_nb.runner.report import write_report
-    out = fake_run(tmp_path / "run")
-    write_report(out, log=lambda *a: None)
+    run = fake_run(tmp_path / "run")
+    write_report(run, log=lambda *a: None)
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     errors = _watch(page)
-    page.goto((out / "report.html").as_uri())
+    page.goto((run / "report.html").as_uri())
     width = page.evaluate("document.documentElement.scrollWidth")
-    page.screenshot(path=str(OUT / "report_1400px.png"), full_page=True)
-    page.screenshot(path=str(OUT / "report_1400px_top.png"))
+    page.screenshot(path=str(out / "report_1400px.png"), full_page=True)
+    page.screenshot(path=str(out / "report_1400px_top.png"))
     assert width <= 1400, f"report.html is {width} px wide at a 1400 px window"
     # no table or figure sticks out of the text column either
     wide = page.evaluate("""() => { const body = document.body.getBoundingClientRect();
         return [...document.querySelectorAll('table, img, figure, p')]
           .filter(e => e.getBoundingClientRect().right > body.right + 1).map(e => e.tagName); }""")
     assert not wide, wide
-    page.goto((out / "notebooks" / "05_quality_table.html").as_uri())
+    page.goto((run / "notebooks" / "05_quality_table.html").as_uri())
     assert "hello from the kit" in page.inner_text("body")
     assert not errors, errors                 # nothing fetched from the internet, no script error
     page.close()
@@ -289,6 +301,16 @@ def test_no_chromium_and_not_root_is_a_reason_not_a_crash(monkeypatch, tmp_path)
     monkeypatch.setattr(harness, "CHROMIUM", str(tmp_path / "no-chromium"))
     monkeypatch.setattr(harness.os, "geteuid", lambda: 1000)
     with pytest.raises(Unavailable, match="not root to `apt-get install chromium`"):
-        harness.find_chromium()
+        harness.find_chromium(install=True)
     with pytest.raises(Unavailable, match="is missing"):
-        harness.find_chromium(install=False)
+        harness.find_chromium()                     # a test never installs: `make test` did, or could not
+
+
+def test_a_browser_test_that_cannot_run_fails_where_ci_is_set_and_skips_elsewhere(monkeypatch, tmp_path):
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="cannot run: no chromium here.*CI is set"):
+        cannot_run("no chromium here", tmp_path)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no chromium here"):
+        cannot_run("no chromium here", tmp_path)
+    assert (tmp_path / "SKIPPED.txt").read_text() == "browser tests cannot run: no chromium here\n"

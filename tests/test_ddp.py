@@ -11,6 +11,7 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -20,6 +21,7 @@ from test_train import csv_rows, make_cache, tiny_cfg  # noqa: E402
 from lmexpr_nb.common import checkpoint as ckpt_io  # noqa: E402
 from lmexpr_nb.train.trainer import Trainer  # noqa: E402
 
+pytestmark = pytest.mark.slow          # two processes with their own torch start-up: `-m "not slow"` leaves it out
 STEPS = 2
 
 

@@ -375,8 +375,9 @@ def test_train_resume_from_a_file_that_is_no_checkpoint_is_one_line(capsys, run_
 
 
 @pytest.fixture(scope="module")
-def killed_checkpoint(trained, built, profile_file, tmp_path_factory):
-    """A copy of the finished run whose resume was killed -9 in the middle of writing last.pt."""
+def killed_run(trained, built, profile_file, tmp_path_factory):
+    """A copy of the finished run whose resume was killed -9 in the middle of writing last.pt
+    (made once; tests use their own copy, killed_checkpoint)."""
     run = tmp_path_factory.mktemp("killed") / "run"
     shutil.copytree(trained, run)
     before = (run / "checkpoints" / "last.pt").read_bytes()
@@ -398,6 +399,16 @@ def killed_checkpoint(trained, built, profile_file, tmp_path_factory):
               progress=False)
         """), flag)
     return run, before
+
+
+@pytest.fixture
+def killed_checkpoint(killed_run, tmp_path):
+    """This test's own copy of killed_run (torn temporary included): a test that resumes it changes
+    nothing another test sees, whatever the order."""
+    run, before = killed_run
+    dst = tmp_path / "run"
+    shutil.copytree(run, dst)
+    return dst, before
 
 
 @fault("guard")
@@ -494,34 +505,36 @@ def test_report_of_another_cache_is_not_trusted_on_reuse(tree, small_tree, tmp_p
 
 @fault("data loss")
 def test_second_preprocess_into_the_same_folder_is_refused_and_the_first_result_kept(capsys, small_tree, tmp_path):
-    out, flag = tmp_path / "cache", tmp_path / "working"
+    """The first writer holds the folder until the test has tried the second one: it says so on its
+    stdout and waits for a line on its stdin (no time window that a loaded machine could miss)."""
+    out = tmp_path / "cache"
     first = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import time
-        from pathlib import Path
+        import sys
         import lmexpr_nb.landmarks.preprocess as P
         real = P.process_sequence
-        def slow(*a, **k):
-            if not Path({str(flag)!r}).exists():       # the first sequence: hold the folder a while
-                Path({str(flag)!r}).write_text("working")
-                time.sleep(4)
+        held = []
+        def holding(*a, **k):
+            if not held:                     # the first sequence: hold the folder until told to go on
+                held.append(1)
+                print("holding", flush=True)
+                sys.stdin.readline()
             return real(*a, **k)
-        P.process_sequence = slow
+        P.process_sequence = holding
         rep = P.preprocess_dataset("ckplus", {str(small_tree)!r}, {str(out)!r}, P.DataConfig(image_size=32),
                                    progress=False)
         print(rep["cache_key"])
-        """)], env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        """)], env=dict(os.environ, PYTHONPATH=str(REPO)), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
     try:
-        t0 = time.time()
-        while not flag.exists():
-            assert first.poll() is None, first.stderr.read()
-            assert time.time() - t0 < 120
-            time.sleep(0.05)
+        said = first.stdout.readline()            # blocks until the first writer holds the folder (or ends)
+        assert said == "holding\n", (said, first.stderr.read() if first.poll() is not None else "")
         cli_error(capsys, "preprocess", "--dataset", "ckplus", "--root", small_tree, "--out", out,
                   "--image-size", "48", needles=[out, "another"])
-        stdout, stderr = first.communicate(timeout=300)
+        stdout, stderr = first.communicate("go on\n", timeout=300)
     finally:
         if first.poll() is None:
             first.kill()
+            first.wait()
     assert first.returncode == 0, stderr
     c = load_cache(out)
     assert c.images.shape[1] == 32 and c.meta["cache_key"] == stdout.strip().splitlines()[-1]

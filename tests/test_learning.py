@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -114,22 +113,26 @@ def test_bench_learn_trains_evaluates_and_compares(tmp_path):
 
 
 def test_bench_learn_budget_plans_from_steps_after_the_first(monkeypatch):
-    """A slow first step (warm-up) must not shrink the plan: with a 0.4 s first step and 0.02 s
-    steps after it, a 0.4 s budget plans about 20 steps (counted in, it would plan 3-4)."""
+    """A slow first step (warm-up) must not shrink the plan: with a 0.5 s first step and 1/32 s
+    steps after it, a 1 s budget plans 32 steps (counted in, it would plan 6), and training stops
+    when the budget's training seconds are spent: 4 probe steps (0.59375 s) + 13 steps of 1/32 s.
+    The seconds are a fake clock that only the steps advance: machine load changes nothing."""
+    now = [100.0]
     calls = []
 
     def fake_step(self, batch, step_index):
-        time.sleep(0.4 if not calls else 0.02)
+        now[0] += 0.5 if not calls else 1 / 32
         calls.append(step_index)
         return torch.zeros(len(TERMS))
 
     monkeypatch.setattr(TrainCore, "step", fake_step)
     cache = make_cache((4, 4, 4, 4), val_subjects=2, size=32)
     cfg = tiny_cfg(steps=4).updated({"train": {"pairs": "neutral-to-expression"}})
-    rec = learn_mod.learn(cfg, cache, budget=0.4, points=1, evaluator=learn_mod.Evaluator(cache, max_pairs=2),
-                          log=lambda *_: None, name="b")
-    assert 12 <= rec["planned_steps"] <= 21, rec["planned_steps"]
-    assert rec["steps"] == len(calls) and calls[:learn_mod.PROBE_STEPS] == list(range(learn_mod.PROBE_STEPS))
+    rec = learn_mod.learn(cfg, cache, budget=1.0, points=1, evaluator=learn_mod.Evaluator(cache, max_pairs=2),
+                          log=lambda *_: None, name="b", clock=lambda: now[0])
+    assert rec["planned_steps"] == 32
+    assert rec["steps"] == len(calls) == learn_mod.PROBE_STEPS + 13 and calls == list(range(len(calls)))
+    assert [(p["step"], p["train_seconds"]) for p in rec["curve"]] == [(17, 1.0)]
 
 
 def test_bench_learn_refuses_a_bad_setting_in_one_line(capsys):

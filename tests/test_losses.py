@@ -130,9 +130,9 @@ def no_weights(tmp_path, monkeypatch):
 
 
 def test_missing_vgg_weights_stop_with_the_file_name(no_weights):
-    with pytest.raises(weights.MissingWeightsError, match="vgg19-dcbe5e31.pth"):
+    with pytest.raises(weights.MissingWeightsError, match="vgg19-dcbb9e9d.pth"):
         losses.PerceptualLoss(LossConfig())
-    with pytest.raises(weights.MissingWeightsError, match="vgg19-dcbe5e31.pth"):
+    with pytest.raises(weights.MissingWeightsError, match="vgg19-dcbb9e9d.pth"):
         losses.PerceptualLoss(LossConfig(vgg_weights=str(no_weights / "nowhere")))
 
 
@@ -171,7 +171,7 @@ def unhashed_vgg(monkeypatch):
 @pytest.mark.parametrize("legacy", [False, True])
 def test_vgg_state_dict_loads_through_config_path(no_weights, unhashed_vgg, legacy):
     sd = _fake_vgg19_state_dict()
-    path = no_weights / "vgg19-dcbe5e31.pth"
+    path = no_weights / "vgg19-dcbb9e9d.pth"
     torch.save(sd, path, _use_new_zipfile_serialization=not legacy)
     for layer, n in (("conv1_2", 3), ("relu1_2", 4)):
         per = losses.PerceptualLoss(LossConfig(vgg_weights=str(path), vgg_layer=layer))
@@ -192,7 +192,7 @@ def test_vgg_state_dict_loads_through_config_path(no_weights, unhashed_vgg, lega
 
 
 def test_wrong_state_dict_is_refused(no_weights, unhashed_vgg):
-    path = no_weights / "vgg19-dcbe5e31.pth"
+    path = no_weights / "vgg19-dcbb9e9d.pth"
     bad = _fake_vgg19_state_dict()
     bad["features.0.weight"] = torch.zeros(32, 3, 3, 3)
     torch.save(bad, path)

@@ -42,33 +42,68 @@ def _out(rows, net, stage, layer=None):
             and (layer is None or r["layer"] == layer)]
 
 
-def test_paper_config_shapes_match_tables_1_to_3(paper_rows):
-    rows = paper_rows
-    # E_ini (both streams): 128x128 -> 64x64x128 -> 32x32x256
-    for stream in ("E_ini image", "E_ini landmarks"):
-        outs = _out(rows, "G", stream, "Conv2d")
-        assert outs == [(128, 128, 64), (64, 64, 128), (32, 32, 256)]
-    # Table 1: every layer of both paths of block 1 keeps 32x32x256 (pads 34x34)
-    for path, n in (("block 1 conv_p", 8), ("block 1 conv_s", 7)):
-        prow = [r for r in rows if r["stage"] == path]
-        assert len(prow) == n and all(r["paper_row"] for r in prow)
-        assert all(r["output"] == ((34, 34, 256) if r["layer"] == "ReflectionPad2d" else (32, 32, 256))
-                   for r in prow)
-    for t in range(1, 10):
-        assert _out(rows, "G", f"block {t}") == [(32, 32, 256), (32, 32, 512), (32, 32, 256)]  # F^P, F^S, M
-    assert _out(rows, "G", "label planes") == [(32, 32, 8)]
-    assert _out(rows, "G", "decoder input") == [(32, 32, 264)]
-    # Tables 2 and 3: every printed output size, row by row
-    for net, n_rows in (("G", 9), ("D_image", 14), ("D_geometry", 14)):
-        table = [r for r in rows if r["net"] == net and r["paper_row"] and r["stage"] in ("decoder", net)]
-        assert len(table) == n_rows
-        for r in table:
-            if r["paper_output"]:
-                assert "x".join(map(str, r["output"])) == r["paper_output"], r
-    assert _out(rows, "G", "decoder")[-1] == (128, 128, 3)
+# The paper's Tables 1-3, transcribed from the paper (not from the kit): (layer type, kernel, stride,
+# pad, output H x W x C); None where the table prints "-". Table 1 prints no output sizes; with the
+# paper's 128 px input and E_ini's two stride-2 convs the blocks work at 32 x 32 on d = 256 channels.
+TABLE_1_CONV_P = [("ReflectionPad2d", 1, None, None), ("Conv2d", 3, 1, None), ("BatchNorm2d", None, None, None),
+                  ("ReLU", None, None, None), ("Dropout", None, None, None), ("ReflectionPad2d", 1, None, None),
+                  ("Conv2d", 3, 1, None), ("BatchNorm2d", None, None, None)]
+TABLE_1_CONV_S = TABLE_1_CONV_P[:7]                  # rows 2_1 .. 2_7: the same without the last BN
+TABLE_2 = [("ConvTranspose2d", 3, 2, 1, (64, 64, 128)), ("BatchNorm2d", None, None, None, None),
+           ("ReLU", None, None, None, None), ("ConvTranspose2d", 3, 2, 1, (128, 128, 64)),
+           ("BatchNorm2d", None, None, None, None), ("ReLU", None, None, None, None),
+           ("ReflectionPad2d", 3, None, None, (134, 134, 64)), ("Conv2d", 7, 1, 0, (128, 128, 3)),
+           ("Tanh", None, None, None, None)]
+TABLE_3 = [("Conv2d", 4, 2, 1, (64, 64, 64)), ("LeakyReLU", None, None, None, None),
+           ("Conv2d", 4, 2, 1, (32, 32, 128)), ("BatchNorm2d", None, None, None, None),
+           ("LeakyReLU", None, None, None, None), ("Conv2d", 4, 2, 1, (16, 16, 256)),
+           ("BatchNorm2d", None, None, None, None), ("LeakyReLU", None, None, None, None),
+           ("Conv2d", 4, 1, 1, (15, 15, 512)), ("BatchNorm2d", None, None, None, None),
+           ("LeakyReLU", None, None, None, None), ("Conv2d", 4, 1, 1, (14, 14, 1)),
+           ("BatchNorm2d", None, None, None, None), ("Sigmoid", None, None, None, None)]
+
+
+def _as_table(module: nn.Module) -> tuple:
+    """(type, kernel, stride, pad) of a layer, in the tables' terms (a pad layer's kernel is its width)."""
+    name = type(module).__name__
+    if isinstance(module, nn.ReflectionPad2d):
+        return name, module.padding[0], None, None
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        return name, module.kernel_size[0], module.stride[0], module.padding[0]
+    return name, None, None, None
+
+
+def test_paper_config_layers_are_tables_1_to_3(paper_rows):
+    g = nets.Generator(PAPER)
+    di, dg = nets.build_discriminators(PAPER)
+    def pad0(row):                       # Table 1 prints '-' for a conv's pad: none (0)
+        return (*row[:3], 0 if row[0] == "Conv2d" else None)
+    for block in g.blocks:
+        assert [_as_table(m) for m in block.conv_p] == [pad0(r) for r in TABLE_1_CONV_P]
+        assert [_as_table(m) for m in block.conv_s] == [pad0(r) for r in TABLE_1_CONV_S]
+    assert [_as_table(m) for m in g.decoder] == [r[:4] for r in TABLE_2]
+    for d in (di, dg):
+        assert [_as_table(m) for m in d.layers] == [r[:4] for r in TABLE_3]
+        assert all(m.negative_slope == 0.2 for m in d.layers if isinstance(m, nn.LeakyReLU))
+    # every output size the tables print, from a real forward pass at 128 x 128 (describe_layers)
+    decoder = [r for r in paper_rows if r["net"] == "G" and r["stage"] == "decoder"]
+    assert [(r["layer"], r["output"]) for r in decoder if r["layer"] in ("ConvTranspose2d", "ReflectionPad2d", "Conv2d")] \
+        == [(t, out) for t, *_, out in TABLE_2 if out]
     for d in ("D_image", "D_geometry"):
-        convs = _out(rows, d, d, "Conv2d")
-        assert convs == [(64, 64, 64), (32, 32, 128), (16, 16, 256), (15, 15, 512), (14, 14, 1)]
+        rows = [r for r in paper_rows if r["net"] == d]
+        assert [r["layer"] for r in rows] == [t for t, *_ in TABLE_3]
+        assert [r["output"] for r in rows if r["layer"] == "Conv2d"] == [out for *_, out in TABLE_3 if out]
+    # E_ini (both streams): 128x128 -> 64x64x128 -> 32x32x256; Table 1's blocks keep 32x32x256
+    for stream in ("E_ini image", "E_ini landmarks"):
+        assert _out(paper_rows, "G", stream, "Conv2d") == [(128, 128, 64), (64, 64, 128), (32, 32, 256)]
+    for path in ("block 1 conv_p", "block 1 conv_s"):
+        assert [r["output"] for r in paper_rows if r["stage"] == path] == [
+            (34, 34, 256) if t == "ReflectionPad2d" else (32, 32, 256)
+            for t, *_ in (TABLE_1_CONV_P if path.endswith("conv_p") else TABLE_1_CONV_S)]
+    for t in range(1, 10):
+        assert _out(paper_rows, "G", f"block {t}") == [(32, 32, 256), (32, 32, 512), (32, 32, 256)]  # F^P, F^S, M
+    assert _out(paper_rows, "G", "label planes") == [(32, 32, 8)]
+    assert _out(paper_rows, "G", "decoder input") == [(32, 32, 264)]       # 256 image channels + 8 label planes
 
 
 def test_paper_config_parameter_counts(paper_rows):

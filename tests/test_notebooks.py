@@ -99,6 +99,26 @@ def test_repr_check_catches_what_it_should():
     assert _repr_ending("viz.show_table(rows)") is None and _repr_ending("if a:\n    f()") is None
 
 
-def test_show_table_shows_the_table_once():
+def test_show_table_shows_the_table_once(monkeypatch, capsys):
+    """What a notebook cell shows: one rendered Markdown table with the title, the columns asked
+    for in their order, floats to 4 significant digits, a '|' in a value kept from splitting the
+    cell, and no Out[] value; without IPython, the same text printed."""
+    import sys
+
+    import IPython.display
+
     from lmexpr_nb.common import viz
-    assert viz.show_table([{"a": 1}], title="t") is None     # a cell ending in it adds no Out[] string
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    rows = [{"method": "ours", "NME": 0.0412345, "note": "a|b"}, {"method": "copy", "NME": 0.0671, "note": None}]
+    assert viz.show_table(rows, columns=["NME", "method", "note"], title="Table 5") is None
+    want = ("**Table 5**\n\n"
+            "| NME | method | note |\n"
+            "|---|---|---|\n"
+            "| 0.04123 | ours | a/b |\n"
+            "| 0.0671 | copy |  |")
+    assert len(shown) == 1 and isinstance(shown[0], IPython.display.Markdown) and shown[0].data == want
+    assert capsys.readouterr().out == ""
+    monkeypatch.setitem(sys.modules, "IPython.display", None)          # no IPython: printed instead
+    assert viz.show_table(rows, columns=["NME", "method", "note"], title="Table 5") is None
+    assert capsys.readouterr().out == want + "\n" and len(shown) == 1

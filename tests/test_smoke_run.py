@@ -1,14 +1,20 @@
 """The headless papermill run of the smoke profile: every notebook, in order, on the synthetic
-default, into a temporary output folder; then what a user would look for is there."""
+default, into a temporary output folder; then what a user would look for is there. The synthetic
+default is made once in the tests' cache (suite_cache.py), never in the repository's data/."""
 import csv
 import json
 import os
 
+import numpy as np
+import PIL
 import pytest
+from suite_cache import cached, content_key, source_closure
 
+from lmexpr_nb.config import read_profile
+from lmexpr_nb.data.synthetic.write import GENERATOR_VERSION
 from lmexpr_nb.experiments.evalset import COPY, OURS, PRIMARY
 from lmexpr_nb.experiments.table5 import NME_COL
-from lmexpr_nb.runner import run
+from lmexpr_nb.runner import context, run
 
 SSIM_COL = "SSIM (Wang, Gaussian 1.5)"
 # What the seeded smoke run must reach, so that a regression fails CI: the bars the smoke recipe was chosen to meet, NME <= 0.040,
@@ -19,10 +25,26 @@ SSIM_COL = "SSIM (Wang, Gaussian 1.5)"
 QUALITY = {"nme": 0.040, "ssim_over_copy": 0.0, "face_found": 0.98, "rank1": 95.0, "mouth_change": 8.0}
 
 
+@pytest.fixture
+def synthetic_default(monkeypatch):
+    """run_profile's synthetic default made in (and read from) the tests' cache, keyed by the
+    profile's synth settings and the generator's sources."""
+    key = content_key(read_profile("smoke").get("synth"), GENERATOR_VERSION, np.__version__, PIL.__version__,
+                      files=source_closure(["lmexpr_nb.data.synthetic.write"]))
+
+    def build(folder):
+        monkeypatch.setattr(context, "DATA_DIR", folder)
+        context.ensure_synthetic("smoke")
+    folder, _ = cached("synthetic-default", key, build)
+    monkeypatch.setattr(context, "DATA_DIR", folder)          # where run_profile looks for it
+    return context.synthetic_root("smoke")
+
+
 @pytest.mark.slow
-def test_smoke_profile_runs_every_notebook(tmp_path):
+def test_smoke_profile_runs_every_notebook(tmp_path, synthetic_default):
     out = tmp_path / "smoke"
     summary = run.run_profile("smoke", out=out, log=print)
+    assert summary["data_root"] == str(synthetic_default.resolve())        # the cache's, not the repository's
     names = [p.stem for p in run.list_notebooks()]
     assert [n["notebook"] for n in summary["notebooks"]] == names
     assert all(n["status"] == "ok" for n in summary["notebooks"]), summary["notebooks"]

@@ -1,7 +1,6 @@
 """weights.locate: where files are looked for, the hash rule, and the message naming the file."""
 import dataclasses
 import hashlib
-import re
 
 import pytest
 
@@ -24,7 +23,7 @@ def test_missing_file_message_names_file_and_folders(empty_dirs):
 
 
 def test_canonical_name_with_wrong_content_is_rejected(empty_dirs):
-    (empty_dirs / "vgg19-dcbe5e31.pth").write_bytes(b"not vgg")
+    (empty_dirs / "vgg19-dcbb9e9d.pth").write_bytes(b"not vgg")
     with pytest.raises(weights.MissingWeightsError, match="sha256"):
         weights.locate("vgg19", download=False)
 
@@ -63,9 +62,26 @@ def test_file_with_the_right_digest_is_accepted(empty_dirs, monkeypatch):
     assert weights.locate("thing", mine) == mine
 
 
-@pytest.mark.parametrize("name", [k for k, s in weights.SPECS.items() if s.sha256_prefix])
-def test_each_stored_digest_prefix_is_the_one_in_its_release_file_name(name):
+# The addresses the weights' publishers give, written here from their sources (not from the kit):
+# torchvision's VGG19_Weights.IMAGENET1K_V1 (also read from the installed torchvision below) and
+# pytorch-fid's FID_WEIGHTS_URL (src/pytorch_fid/inception.py).
+PUBLISHED = {"vgg19": "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+             "inception-fid": "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                              "pt_inception-2015-12-05-6726825d.pth"}
+
+
+def test_the_vgg19_address_is_the_one_the_installed_torchvision_downloads():
+    from torchvision.models import VGG19_Weights
+    assert VGG19_Weights.IMAGENET1K_V1.url == PUBLISHED["vgg19"]
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_each_hashed_weight_file_is_the_published_one_and_its_prefix_what_torch_hub_checks(name):
+    """The file name and address are the publisher's, and the digest prefix the kit checks is the one
+    torch.hub's own rule reads from that name (torch.hub.HASH_REGEX), so a file torchvision or
+    pytorch-fid put in the hub cache is found and passes."""
+    import torch.hub
     spec = weights.SPECS[name]
-    m = re.search(r"-([0-9a-f]{8,})\.pth$", spec.filename)
-    assert m and m.group(1) == spec.sha256_prefix, (spec.filename, spec.sha256_prefix)
-    assert spec.url.endswith("/" + spec.filename)
+    assert spec.url == PUBLISHED[name] and spec.url.endswith("/" + spec.filename)
+    assert spec.sha256_prefix == torch.hub.HASH_REGEX.search(PUBLISHED[name].rsplit("/", 1)[1]).group(1)
+    assert {k for k, s in weights.SPECS.items() if s.sha256_prefix} == set(PUBLISHED)

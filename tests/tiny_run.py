@@ -11,25 +11,26 @@ migration-unit masks gate a near-zero image-path residual: an output difference 
 between two landmark sets), so a donor change would leave the image byte-identical. A few
 large steps teach it enough landmark dependence that a donor changes hundreds of pixels.
 
-`tiny_model(root)` keeps one such run under root/<key>/, the key hashing the tiny settings
-and the sources that decide the checkpoint (nets, train, losses, config, the synthetic
-renderer, the smoke profile it starts from): a rerun reuses it in a second; a change to any
-of them trains a new one.
+`tiny_model()` keeps one such run in the tests' cache outside the repository (suite_cache.py),
+keyed by the tiny settings, the library versions that decide its numbers, the profiles it starts
+from and every package source that this module's imports load (suite_cache.source_closure: the
+trainer, its devices and AMP, heatmaps, pairs, the landmark crop, the renderer ...): a rerun, another
+test file or another xdist worker reuses it in a second (the first builds it under a lock, the rest
+wait); a change to any of those sources trains a new one.
 """
 from __future__ import annotations
 
-import hashlib
-import shutil
 from pathlib import Path
 
 import numpy as np
+import PIL
+import torch
+from suite_cache import cached, content_key, imports_of, package_dir, source_closure
 
 SIZE = 32
 SUBJECTS = 4          # 3 train + 1 val: the val face has three donors
 FRAME = (320, 245)    # rendered frame size: a quarter of CK+'s, ~4x faster to draw
 TRAIN = {"steps": 8, "batch_size": 4, "lr": 0.02, "checkpoint_every": 8, "sample_every": 8, "log_every": 2}
-SOURCES = ("model/nets.py", "train/core.py", "train/trainer.py", "train/log.py", "model/losses.py", "config.py",
-           "common/checkpoint.py", "data/synthetic/*.py", "data/cache.py", "profiles/smoke.yaml")
 
 
 def tiny_cache(folder: Path):
@@ -74,20 +75,16 @@ def tiny_run(folder) -> dict:
             "checkpoint": folder / "train" / "checkpoints" / "last.pt"}
 
 
-def tiny_model(root) -> dict:
-    """tiny_run under root/<key>/, reused when it is there and complete (see the module doc)."""
-    import lmexpr_nb
-    pkg = Path(lmexpr_nb.__file__).parent
-    h = hashlib.sha1(repr((SIZE, SUBJECTS, FRAME, TRAIN)).encode())
-    for pattern in SOURCES:
-        for path in sorted(pkg.glob(pattern)):
-            h.update(path.read_bytes())
-    folder = Path(root) / f"tiny-{h.hexdigest()[:12]}"
-    done = folder / "COMPLETE"
-    if done.is_file():
-        return {"cache_dir": folder / "cache", "train_dir": folder / "train",
-                "checkpoint": folder / "train" / "checkpoints" / "last.pt", "reused": True}
-    shutil.rmtree(folder, ignore_errors=True)
-    out = tiny_run(folder)
-    done.write_text("tiny explorer test model\n")
-    return dict(out, reused=False)
+def tiny_model_key() -> str:
+    """The cache key of the tiny model: settings, library versions, profiles and every package
+    source file that this module's imports load."""
+    sources = source_closure(sorted(imports_of(Path(__file__))))
+    return content_key(SIZE, SUBJECTS, FRAME, TRAIN, torch.__version__, np.__version__, PIL.__version__,
+                       files=[*sources, *sorted((package_dir() / "profiles").glob("*.yaml"))])
+
+
+def tiny_model(root=None) -> dict:
+    """tiny_run in the tests' cache (root: another cache folder), built once per key (see the module doc)."""
+    folder, reused = cached("tiny-model", tiny_model_key(), tiny_run, root=root)
+    return {"cache_dir": folder / "cache", "train_dir": folder / "train",
+            "checkpoint": folder / "train" / "checkpoints" / "last.pt", "reused": reused}

@@ -53,8 +53,8 @@ class WeightSpec:
 
 
 SPECS: dict[str, WeightSpec] = {
-    "vgg19": WeightSpec("vgg19-dcbe5e31.pth", "VGG19 ImageNet weights (torchvision VGG19_Weights.IMAGENET1K_V1)",
-                        "https://download.pytorch.org/models/vgg19-dcbe5e31.pth", "dcbe5e31"),
+    "vgg19": WeightSpec("vgg19-dcbb9e9d.pth", "VGG19 ImageNet weights (torchvision VGG19_Weights.IMAGENET1K_V1)",
+                        "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "dcbb9e9d"),
     "inception-fid": WeightSpec("pt_inception-2015-12-05-6726825d.pth",
                                 "FID Inception-v3 weights (pytorch-fid, ported from TensorFlow's 2015-12-05 graph)",
                                 "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"

@@ -213,7 +213,7 @@ def _load_vgg_features(features: nn.Sequential, reference: nn.Module, path) -> N
     sd = weights.load_state_file(path, "VGG19 weights", mmap=True)   # never unpickles; one-line refusal
     if not isinstance(sd, dict):
         raise weights.MissingWeightsError(f"{path} does not hold a state dict (found {type(sd).__name__}); "
-                                          f"expected torchvision's vgg19-dcbe5e31.pth")
+                                          f"expected torchvision's vgg19-dcbb9e9d.pth")
     expected = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     needed = [f"features.{k}" for k in features.state_dict()]
     problems = [f"unexpected key {k}" for k in sd if k not in expected]
@@ -222,7 +222,7 @@ def _load_vgg_features(features: nn.Sequential, reference: nn.Module, path) -> N
     problems += [f"missing key {k}" for k in needed if k not in sd]
     if problems:
         raise weights.MissingWeightsError(f"{path} is not a torchvision VGG19 state dict: "
-                                          f"{'; '.join(problems[:5])}; expected vgg19-dcbe5e31.pth")
+                                          f"{'; '.join(problems[:5])}; expected vgg19-dcbb9e9d.pth")
     features.load_state_dict({k[len("features."):]: sd[k] for k in needed}, strict=True)
 
 
