@@ -26,7 +26,6 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
 from lmexpr_nb.data.readers import IMAGE_EXTS, ckplus_sequence_label, frame_files
@@ -105,12 +104,12 @@ def _folder(path: Path) -> Driver:
     if not files:
         raise BadDriver(f"driver {path}: no image frames in the folder ({', '.join(sorted(IMAGE_EXTS))})")
     sizes = []
-    for f in files:
+    for f in files:                   # decoded once here to check them all (upright, as read_image reads them)
         try:
-            with Image.open(f) as im:
-                sizes.append(im.size)
-        except (OSError, ValueError, SyntaxError) as e:
-            raise BadDriver(f"driver frame {f.name}: unreadable image ({type(e).__name__})") from None
+            h, w = read_image(f).shape[:2]
+        except BadImage as e:
+            raise BadDriver(f"driver frame {f.name}: {e}") from None
+        sizes.append((w, h))
     odd = next((i for i, s in enumerate(sizes) if s != sizes[0]), None)
     if odd is not None:
         raise BadDriver(f"driver {path}: frames of different sizes: {files[odd].name} is "
