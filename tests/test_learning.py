@@ -93,12 +93,12 @@ def test_training_pairs_follow_train_pairs(rule):
 def test_bench_learn_trains_evaluates_and_compares(tmp_path):
     cache = make_cache((4, 4, 4, 4), val_subjects=2, size=32)
     cfg = tiny_cfg(steps=4).updated({"train": {"pairs": "neutral-to-expression"}})
-    ev = learn_mod.Evaluator(cache, max_pairs=6)
+    ev = learn_mod.Evaluator(cache, cfg, max_pairs=6)
     assert ev.n == 6 and ev.n_all == 2 * 1 * 3      # per val subject: 1 neutral frame x 3 expression frames
     assert np.all(cache.labels[ev.src] == 0) and np.all(cache.labels[ev.tgt] != 0)
     base = ev.baselines()
     assert base["copy source"]["identity"] > 0.99 and set(base["copy source"]) == set(learn_mod.METRICS)
-    fit = learn_mod.Evaluator(cache, max_pairs=6, split="train")
+    fit = learn_mod.Evaluator(cache, cfg, max_pairs=6, split="train")
     assert set(np.asarray(cache.subjects)[fit.tgt]).isdisjoint(np.asarray(cache.subjects)[ev.tgt])
     rec = learn_mod.learn(cfg, cache, budget=1.0, points=2, evaluator=ev, steps=4, log=lambda *_: None, name="t",
                           train_evaluator=fit)
@@ -128,7 +128,7 @@ def test_bench_learn_budget_plans_from_steps_after_the_first(monkeypatch):
     monkeypatch.setattr(TrainCore, "step", fake_step)
     cache = make_cache((4, 4, 4, 4), val_subjects=2, size=32)
     cfg = tiny_cfg(steps=4).updated({"train": {"pairs": "neutral-to-expression"}})
-    rec = learn_mod.learn(cfg, cache, budget=1.0, points=1, evaluator=learn_mod.Evaluator(cache, max_pairs=2),
+    rec = learn_mod.learn(cfg, cache, budget=1.0, points=1, evaluator=learn_mod.Evaluator(cache, cfg, max_pairs=2),
                           log=lambda *_: None, name="b", clock=lambda: now[0])
     assert rec["planned_steps"] == 32
     assert rec["steps"] == len(calls) == learn_mod.PROBE_STEPS + 13 and calls == list(range(len(calls)))

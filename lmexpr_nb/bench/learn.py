@@ -111,9 +111,9 @@ def ensure_cache(folder: Path, subjects: int, frames: int, seed: int, image_size
 class Evaluator:
     """Quality of generated faces on fixed neutral -> expression pairs of the validation subjects."""
 
-    def __init__(self, cache, max_pairs: int = 120, seed: int = 0, split: str = "val", cfg=None):
+    def __init__(self, cache, cfg, max_pairs: int = 120, seed: int = 0, split: str = "val"):
         self.cache = cache
-        self.fid_cfg = eval_config(cfg)
+        self.fid_cfg = eval_config(cfg)            # the recipe's eval settings: which features FD/KID use
         src, tgt = evaluation_pairs(cache, split, 0, seed, protocol="neutral-to-expression")
         self.n_all = len(src)
         self.src, self.tgt = evaluation_pairs(cache, split, max_pairs, seed, protocol="neutral-to-expression")
@@ -127,7 +127,10 @@ class Evaluator:
         self.own = np.array([subjects.index(s) for s in self.pair_subjects])
         self.embed, self.fd_name, self.kid_name, self.fd_provenance = feature_extractor(self.fid_cfg)
         self.real_features = self.embed(cache.images[self.tgt])
-        self.classifier = train_expression_change_classifier(cache)
+        try:                                       # a cache without neutral + peak faces: a recorded skip
+            self.classifier, self.expression_skipped = train_expression_change_classifier(cache), ""
+        except ValueError as e:
+            self.classifier, self.expression_skipped = None, str(e)
 
     @staticmethod
     def _unit(e):
@@ -151,14 +154,15 @@ class Evaluator:
         sharp = registry.summarise("sharpness", registry.scores(
             "sharpness", fake=images, real=real, target_landmarks=self.cache.landmarks[self.tgt]))
         labels = np.asarray(self.cache.labels)[self.tgt]
-        expression = registry.scores("expression_correct", fake=images, fake_labels=labels,
-                                     classifier=self.classifier, source=self.cache.images[self.src])
+        expression = None if self.classifier is None else registry.scores(
+            "expression_correct", fake=images, fake_labels=labels, classifier=self.classifier,
+            source=self.cache.images[self.src])
         return {"psnr": float(np.mean(psnr_batch(images, real))),
                 "ssim": float(np.mean(ssim_batch(images, real, "wang"))),
                 "nme": lm.mean, "face_found": float(1.0 - lm.n_missing / max(lm.n, 1)),
                 "identity": float(np.mean(sims[np.arange(len(sims)), self.own])),
                 "rank1": float(np.mean(sims.argmax(1) == self.own)),
-                "sharpness": sharp.value, "fd": fd.value, "kid": kd.value, "expression": float(np.mean(expression))}
+                "sharpness": sharp.value, "fd": fd.value, "kid": kd.value, "expression": None if expression is None else float(np.mean(expression))}
 
     def baselines(self) -> dict:
         out = {}
@@ -183,6 +187,10 @@ class Evaluator:
         path.parent.mkdir(parents=True, exist_ok=True)
         img.save(path)
         return path
+
+
+def _line(point: dict) -> str:
+    return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in point.items())
 
 
 def learn(cfg, cache, budget: float, points: int, evaluator: Evaluator, steps: int | None = None,
@@ -242,13 +250,13 @@ def learn(cfg, cache, budget: float, points: int, evaluator: Evaluator, steps: i
         core.train_mode(True)
         row = {"step": done, "train_seconds": round(train_s, 2), "cpu_seconds": round(cpu_s, 2), **q}
         curve.append(row)
-        log("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        log("  " + _line(row))
         if steps is None and train_s >= budget:
             break
     fit = {}
     if train_evaluator is not None:
         fit = {"train_subjects": train_evaluator.generator(core.generator)}
-        log("  training subjects: " + "  ".join(f"{k} {v:.4g}" for k, v in fit["train_subjects"].items()))
+        log("  training subjects: " + _line(fit["train_subjects"]))
     return {"name": name, **fit, "profile": cfg.profile, "config": cfg.to_dict(), "standins": cfg.uses_standins,
             "steps": done, "planned_steps": total, "budget_seconds": budget, "threads": torch.get_num_threads(),
             "final_losses": dict(zip(TERMS, [round(float(x), 5) for x in last_terms])) if last_terms is not None
@@ -352,7 +360,7 @@ def bench_main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = ensure_cache(out / "data", subjects, frames, a.synth_seed, cfg.data.image_size, cfg.data.val_fraction)
-    ev = Evaluator(cache, a.pairs, seed=0, cfg=cfg)
+    ev = Evaluator(cache, cfg, a.pairs, seed=0)
     base_path = out / "data" / f"baselines-seed{a.synth_seed}-{ev.n}-{'-'.join(METRICS)}.json"
     if base_path.is_file():
         baselines = json.loads(base_path.read_text())
@@ -360,12 +368,13 @@ def bench_main(argv: list[str] | None = None) -> int:
         baselines = ev.baselines()
         write_json(base_path, baselines)
     name = a.name or cfg.profile
-    fit_ev = Evaluator(cache, a.pairs, seed=0, split="train", cfg=cfg) if a.also_train else None
+    fit_ev = Evaluator(cache, cfg, a.pairs, seed=0, split="train") if a.also_train else None
     rec = learn(cfg, cache, a.budget, a.points, ev, steps=a.steps, name=name, train_evaluator=fit_ev)
     rec.update(overrides=overrides, baselines=baselines,
                data={"dataset": "synthetic (procedural faces, not real)", "seed": a.synth_seed, "subjects": subjects,
                      "train_subjects": int(len(set(np.asarray(cache.subjects)[np.asarray(cache.split) == "train"]))),
                      "eval_pairs": ev.n, "eval_pairs_all": ev.n_all, "protocol": "neutral-to-expression",
+                     "expression_classifier": ev.expression_skipped or ev.classifier.provenance,
                      "note": "recipe-selection data: a separate synthetic seed, never the smoke run's subjects"})
     write_json(out / f"{name}.json", rec)
     ev.sample_grid(out / f"{name}_samples.png")
