@@ -13,16 +13,23 @@ from suite_cache import cached, content_key, source_closure
 from lmexpr_nb.config import read_profile
 from lmexpr_nb.data.synthetic.write import GENERATOR_VERSION
 from lmexpr_nb.experiments.evalset import COPY, OURS, PRIMARY
-from lmexpr_nb.experiments.table5 import NME_COL
+from lmexpr_nb.experiments.table5 import EXPR_COL, NME_COL, REAL, SHARP_COL
 from lmexpr_nb.runner import context, run
 
 SSIM_COL = "SSIM (Wang, Gaussian 1.5)"
-# What the seeded smoke run must reach, so that a regression fails CI: the bars the smoke recipe was chosen to meet, NME <= 0.040,
-# SSIM above copy-source's, faces found >= 98 %, dlib Rank-1 >= 95 %, mouth change >= 8/255. The
-# smoke recipe reached (2-core CPU with AVX512-BF16, 1300 bf16 steps, n_downsampling 0): NME 0.0388
-# (copy 0.0671), SSIM 0.759 (copy 0.685), faces 100 %, Rank-1 100 %, mouth change happy 17.4 /
-# surprise 23.8 (before, 950 fp32 steps: NME 0.0414, which the test held to 0.045).
-QUALITY = {"nme": 0.040, "ssim_over_copy": 0.0, "face_found": 0.98, "rank1": 95.0, "mouth_change": 8.0}
+# What the seeded smoke run must reach, so that a regression fails CI, on either precision path a CI
+# machine may take (bf16 where the CPU computes it natively, fp32 elsewhere). Both paths, same data
+# and seed, 1300 steps: bf16 NME 0.0388 / 0.0387 (two machines), fp32 0.0412; SSIM (Wang) 0.759 /
+# 0.757 and 0.768 against copy-source's 0.685; faces 100 %; Rank-1 100 %; mouth change happy 17.4,
+# surprise 23.8-24.1 (bf16). Bars, with their margins from the worse path: NME <= 0.045 (0.0038,
+# 9 % above fp32's 0.0412; the recipe's training-seed spread on seed 1 is 0.042-0.047), SSIM above
+# copy's (both paths are 0.07 above it), faces >= 98 % and Rank-1 >= 95 % (both paths 100 %), mouth
+# change >= 8 (less than half of both). The README carries the numbers themselves.
+# Realism (Table 5's columns): the expression classifier must be informative, its ceiling on the
+# real targets at least 0.30 above copy-source's (recipe-selection seed 1: 79 % vs 13 %); sharpness
+# and expression accuracy are reported for every method.
+QUALITY = {"nme": 0.045, "ssim_over_copy": 0.0, "face_found": 0.98, "rank1": 95.0, "mouth_change": 8.0,
+           "classifier_over_copy": 0.30}
 
 
 @pytest.fixture
@@ -94,6 +101,13 @@ def test_smoke_profile_runs_every_notebook(tmp_path, synthetic_default):
     assert nme <= QUALITY["nme"], (nme, float(copy[NME_COL]))
     assert float(ours[SSIM_COL]) > float(copy[SSIM_COL]) + QUALITY["ssim_over_copy"], (ours[SSIM_COL], copy[SSIM_COL])
     assert 1 - missing / n >= QUALITY["face_found"], (missing, n)
+    real = next(r for r in csv.DictReader(open(out / "tables" / "table5.csv"))
+                if r["protocol"] == PRIMARY and r["method"] == REAL)
+    for r in (ours, copy, real):
+        assert r[SHARP_COL] != "" and r[EXPR_COL] != "", r["method"]
+    assert float(real[SHARP_COL]) == pytest.approx(1.0)
+    assert float(real[EXPR_COL]) >= float(copy[EXPR_COL]) + QUALITY["classifier_over_copy"], (real[EXPR_COL],
+                                                                                              copy[EXPR_COL])
     t6 = [r for r in csv.DictReader(open(out / "tables" / "table6.csv"))
           if r["protocol"] == PRIMARY and r.get("recogniser") == "dlib" and r["method"] == OURS]
     assert t6 and float(t6[0]["Rank-1 (%)"]) >= QUALITY["rank1"], t6
