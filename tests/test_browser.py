@@ -38,7 +38,8 @@ HASH_JS = """async ([sel, k]) => {
   return Array.from(new Uint8Array(h)).map(b => b.toString(16).padStart(2, '0')).join('');
 }"""
 EXPLORER = ".jp-OutputArea-output .widget-vbox"          # the explorer's outer box
-IMAGES = f"{EXPLORER} .widget-image"
+IMAGES = f"{EXPLORER} .widget-image.lmexpr-view"   # source | target | generated (not the face picker's or
+                                                   # the animation panel's images)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +187,8 @@ def test_explorer_end_to_end_in_jupyterlab(browser, out, tmp_path):
         stderr = page.locator("[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
         (out / "notebook_stderr.txt").write_text("\n---\n".join(stderr) + "\n")     # warnings, for a look
         # what a person sees: real controls, captions, a donor label that is not cut
-        assert explorer.locator("select").count() == 6          # subject, frame, source is, expression, donor, donor gives
+        # subject, frame, source is, expression, donor, donor gives (the face picker's stays hidden: one face)
+        assert explorer.locator("select:visible").count() == 6
         assert explorer.locator(".widget-slider").count() == 6
         assert explorer.locator("button").count() == 3
         text = explorer.inner_text()

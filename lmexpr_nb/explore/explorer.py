@@ -200,6 +200,8 @@ class ExpressionExplorer:
         self.buttons = {"save_image": W.Button(description="Save image", icon="save"),
                         "save_gif": W.Button(description="Save GIF", icon="film")}
         self.views = [W.Image(format="png") for _ in PANEL_CAPTIONS]
+        for view in self.views:
+            view.add_class("lmexpr-view")     # source | target | generated, for a page to find
         self.view = self.views[2]                  # the generated face
         self.captions = [W.HTML(layout=W.Layout(width="256px")) for _ in PANEL_CAPTIONS]
         self.note, self.busy, self.status = W.HTML(), W.HTML(), W.HTML()
