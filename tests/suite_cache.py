@@ -17,7 +17,6 @@ with no hand-kept list to go stale.
 from __future__ import annotations
 
 import ast
-import contextlib
 import hashlib
 import os
 import shutil
@@ -25,11 +24,12 @@ import sys
 import time
 from pathlib import Path
 
+from lmexpr_nb.common.files import exclusive_lock
+
 try:
     import fcntl
 except ImportError:          # not POSIX: no lock (one worker at a time is then the user's care)
     fcntl = None
-
 PKG_NAME = "lmexpr_nb"
 PRUNE_DAYS = 14
 
@@ -103,31 +103,6 @@ def content_key(*parts, files=()) -> str:
     return h.hexdigest()[:12]
 
 
-@contextlib.contextmanager
-def waiting_lock(path: Path, on_wait=None):
-    """Hold an exclusive lock on `path` for the block, waiting for another holder to finish
-    (`on_wait(holder_pid_text)` is called once when we have to wait)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        if fcntl is not None:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                f.seek(0)
-                if on_wait is not None:
-                    on_wait(f.read().strip() or "unknown")
-                fcntl.flock(f, fcntl.LOCK_EX)
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _prune(root: Path, name: str, keep: Path) -> None:
     """Remove other entries of `name` unused for PRUNE_DAYS, when no process holds them."""
     cutoff = time.time() - PRUNE_DAYS * 86400
@@ -149,8 +124,9 @@ def cached(name: str, key: str, build, root: Path | None = None, log=None) -> tu
     root = Path(root) if root is not None else cache_root()
     folder = root / f"{name}-{key}"
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    with waiting_lock(folder.with_suffix(".lock"),
-                      on_wait=lambda pid: log(f"waiting for pid {pid}, which builds {folder}")):
+    root.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(folder.with_suffix(".lock"), "test cache build",
+                        on_busy=lambda pid: log(f"waiting for pid {pid}, which builds {folder}")):
         done = folder / "COMPLETE"
         if done.is_file():
             done.touch()          # last use, for pruning

@@ -181,10 +181,11 @@ def writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
 
 
 @contextmanager
-def exclusive_lock(path: str | os.PathLike, what: str = "writer"):
+def exclusive_lock(path: str | os.PathLike, what: str = "writer", on_busy=None):
     """Hold an exclusive fcntl lock on `path` for the block. If another process holds it, raise
-    BusyError at once (one line naming the folder and the holder's pid). The lock goes with the
-    process, however it ends, so a killed writer never leaves the folder locked."""
+    BusyError at once (one line naming the folder and the holder's pid); with `on_busy`, call
+    on_busy(holder's pid) once and wait for the holder instead. The lock goes with the process,
+    however it ends, so a killed writer never leaves the folder locked."""
     if fcntl is None:                       # not POSIX: no lock
         yield
         return
@@ -196,8 +197,11 @@ def exclusive_lock(path: str | os.PathLike, what: str = "writer"):
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "unknown"
-            raise BusyError(f"another {what} (pid {holder}) is writing into {path.parent}: wait for it to "
-                            f"finish, or choose another --out") from None
+            if on_busy is None:
+                raise BusyError(f"another {what} (pid {holder}) is writing into {path.parent}: wait for it to "
+                                f"finish, or choose another --out") from None
+            on_busy(holder)
+            fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
         f.truncate()
         f.write(f"{os.getpid()}\n")
