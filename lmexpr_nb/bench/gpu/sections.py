@@ -163,21 +163,30 @@ def train_section(cfg, device: torch.device, peaks: tuple, gpu_paths: bool | Non
         if name != "fp32_eager" and not gpu:
             r["paths"][name] = {"status": UNMEASURED}
             continue
-        try:                  # one failing path keeps the others' numbers
-            _reset_peak(device)
-            with tf32_mode(tf32):
-                p = train_path(cfg, b, device, amp=amp, channels_last=cl, compile=False, warmup=w, steps=n)
-                p["precision"] = precision_state()
+        p = _measured(device, tf32, lambda: train_path(cfg, b, device, amp=amp, channels_last=cl, compile=False,
+                                                       warmup=w, steps=n))
+        if p["status"] == "ok":
             p = _with_flops(p, flops, *peaks) if flops else p
-            p.update(status="ok", peak_memory_gib=_peak_gib(device))
             if not cuda:
                 p["mfu_of_bf16_peak"] = p["mfu_of_measured_bf16_peak"] = UNMEASURED
-        except Exception as e:  # noqa: BLE001
-            traceback.print_exc()
-            p = {"status": _err(e)}
         r["paths"][name] = p
     r["paths"]["bf16_channels_last_compile"] = {"status": "pending: compile child" if cuda else UNMEASURED}
     return r
+
+
+def _measured(device: torch.device, tf32, run) -> dict:
+    """One timed path: run() under the TF32 setting, with its precision state, status and peak memory;
+    a failure is its status (one failing path keeps the others' numbers)."""
+    try:
+        _reset_peak(device)
+        with tf32_mode(tf32):
+            p = run()
+            p["precision"] = precision_state()
+        p.update(status="ok", peak_memory_gib=_peak_gib(device))
+        return p
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc()
+        return {"status": _err(e)}
 
 
 def infer_section(cfg, device: torch.device, gpu_paths: bool | None = None) -> dict:
@@ -202,16 +211,7 @@ def infer_section(cfg, device: torch.device, gpu_paths: bool | None = None) -> d
         if (name != "fp32_eager" and not gpu) or (mode == "cudagraph" and not cuda):
             r["paths"][name] = {"status": UNMEASURED}
             continue
-        try:                  # one failing path keeps the others' numbers
-            _reset_peak(device)
-            with tf32_mode(tf32):
-                p = infer_path(name, model, cfg.model, device, dtype=dtype, channels_last=cl, mode=mode,
-                               reference=reference, **kw)
-                p["precision"] = precision_state()
-            p.update(status="ok", peak_memory_gib=_peak_gib(device))
-        except Exception as e:  # noqa: BLE001
-            traceback.print_exc()
-            p = {"status": _err(e)}
-        r["paths"][name] = p
+        r["paths"][name] = _measured(device, tf32, lambda: infer_path(
+            name, model, cfg.model, device, dtype=dtype, channels_last=cl, mode=mode, reference=reference, **kw))
     r["paths"]["bf16_compile"] = {"status": "pending: compile child" if cuda else UNMEASURED}
     return r
