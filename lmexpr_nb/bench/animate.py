@@ -33,8 +33,6 @@ import time
 
 import numpy as np
 import torch
-from scipy.spatial import ConvexHull
-from skimage.draw import polygon
 
 from lmexpr_nb.bench.infer import example_batch, fold_batchnorm
 from lmexpr_nb.common.files import write_json
@@ -48,6 +46,7 @@ from lmexpr_nb.explore.infer import FaceEditor, load_model, prepare_face
 from lmexpr_nb.explore.paste import feather_mask, paste_back
 from lmexpr_nb.landmarks.align import face_frame
 from lmexpr_nb.landmarks.detect import LandmarkDetector
+from lmexpr_nb.metrics.sharpness import hull_mask
 from lmexpr_nb.model.nets import build_generator
 from lmexpr_nb.model.trained import NoTrainedModel, untrained
 
@@ -91,12 +90,7 @@ def face_region(landmarks, shape) -> np.ndarray:
     distances to take in the forehead."""
     lm = np.asarray(landmarks, np.float64)
     _, down, iod = face_frame(lm)
-    pts = np.concatenate([lm, lm[17:27] - 0.6 * iod * down])
-    hull = pts[ConvexHull(pts).vertices]
-    m = np.zeros(shape[:2], bool)
-    rr, cc = polygon(hull[:, 1], hull[:, 0], shape[:2])
-    m[rr, cc] = True
-    return m
+    return hull_mask(np.concatenate([lm, lm[17:27] - 0.6 * iod * down]), shape, shrink=0)
 
 
 def frame_change(frames, region) -> float:

@@ -35,13 +35,15 @@ FLAT = 1e-8                                    # Laplacian variance of a face wi
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def hull_mask(landmarks, shape: tuple[int, int]) -> np.ndarray:
-    """Boolean (H, W) mask: the convex hull of the landmarks (x, y pixels), shrunk by one pixel."""
+def hull_mask(landmarks, shape: tuple[int, int], shrink: int = 1) -> np.ndarray:
+    """Boolean (H, W) mask: the convex hull of the points (x, y pixels), shrunk by `shrink` pixels
+    (1 here: the hull's own outline does not count)."""
     pts = np.asarray(landmarks, dtype=np.float64)
-    inside = polygon2mask(shape, pts[:, ::-1])          # (row, col) vertices; hull taken below
+    inside = polygon2mask(tuple(shape[:2]), pts[:, ::-1])     # (row, col) vertices; hull taken below
     if not inside.any():
         return inside
-    return ndimage.binary_erosion(convex_hull_image(inside))
+    hull = convex_hull_image(inside)
+    return ndimage.binary_erosion(hull, iterations=shrink) if shrink else hull
 
 
 def laplacian_variance(image, mask: np.ndarray) -> float:
