@@ -111,7 +111,7 @@ def ensure_cache(folder: Path, subjects: int, frames: int, seed: int, image_size
 class Evaluator:
     """Quality of generated faces on fixed neutral -> expression pairs of the validation subjects."""
 
-    def __init__(self, cache, cfg, max_pairs: int = 120, seed: int = 0, split: str = "val"):
+    def __init__(self, cache, cfg, max_pairs: int = 120, seed: int = 0, split: str = "val", classifier=None):
         self.cache = cache
         self.fid_cfg = eval_config(cfg)            # the recipe's eval settings: which features FD/KID use
         src, tgt = evaluation_pairs(cache, split, 0, seed, protocol="neutral-to-expression")
@@ -128,7 +128,8 @@ class Evaluator:
         self.embed, self.fd_name, self.kid_name, self.fd_provenance = feature_extractor(self.fid_cfg)
         self.real_features = self.embed(cache.images[self.tgt])
         try:                                       # a cache without neutral + peak faces: a recorded skip
-            self.classifier, self.expression_skipped = train_expression_change_classifier(cache), ""
+            self.classifier = classifier or train_expression_change_classifier(cache)   # trained on "train" always
+            self.expression_skipped = ""
         except ValueError as e:
             self.classifier, self.expression_skipped = None, str(e)
 
@@ -368,7 +369,7 @@ def bench_main(argv: list[str] | None = None) -> int:
         baselines = ev.baselines()
         write_json(base_path, baselines)
     name = a.name or cfg.profile
-    fit_ev = Evaluator(cache, cfg, a.pairs, seed=0, split="train") if a.also_train else None
+    fit_ev = Evaluator(cache, cfg, a.pairs, seed=0, split="train", classifier=ev.classifier) if a.also_train else None
     rec = learn(cfg, cache, a.budget, a.points, ev, steps=a.steps, name=name, train_evaluator=fit_ev)
     rec.update(overrides=overrides, baselines=baselines,
                data={"dataset": "synthetic (procedural faces, not real)", "seed": a.synth_seed, "subjects": subjects,
