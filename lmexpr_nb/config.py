@@ -69,6 +69,9 @@ class ModelConfig:
     label_range: str = "pm1"         # [paper] one-hot rescaled to [-1, 1]; "01" keeps {0, 1}
     d_bn_before_sigmoid: bool = True  # [paper Table 3] BN5 before the sigmoid; real+fake go through D in one batch
     init_gain: float = 0.02          # [paper] N(0, 0.02)
+    output: str = "decoder"          # [paper Table 2] the decoder's Tanh image; "blend" [non-paper, GANimation
+                                     # (Pumarola et al., ECCV 2018)]: its last conv gives a 4th channel, an
+                                     # attention A, and the image is A * source + (1 - A) * colour (nets.Generator)
 
 
 @dataclass
@@ -79,6 +82,8 @@ class LossConfig:
     vgg_layer: str = "conv1_2"       # [paper] torchvision features[:3]; "relu1_2" = PATN's features[:4]
     vgg_weights: str | None = None   # path to vgg19-dcbb9e9d.pth; None = torchvision's cache
     vgg_standin: bool = False        # True: seeded random-init VGG19, labelled as a stand-in everywhere
+    gan_objective: str = "bce"       # [paper Eq. 4] binary cross-entropy; "lsgan" [non-paper, Mao et al.
+                                     # ICCV 2017]: least squares on D's pre-sigmoid output (losses.gan_loss)
 
 
 @dataclass
@@ -86,6 +91,7 @@ class TrainConfig:
     steps: int = 100_000
     batch_size: int = 16             # [paper]
     lr: float = 2e-4                 # [paper]
+    d_lr: float | None = None        # the discriminators' learning rate; None = train.lr [paper: one lr for all]
     beta1: float = 0.5               # [PATN]
     beta2: float = 0.999             # [PATN]
     lr_decay_start: float = 0.5      # [PATN] constant lr, then linear decay to 0 from this fraction of steps
@@ -248,13 +254,16 @@ LIMITS = {
     "model.dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
     "model.heatmap_sigma": (lambda v: v > 0, "a positive number of pixels"),
     "model.init_gain": (lambda v: v > 0, "a positive number"),
+    "model.output": (lambda v: v in ("decoder", "blend"), "'decoder' (the paper's) or 'blend'"),
     "loss.lambda_gan": (lambda v: v >= 0, "0 or more"),
     "loss.lambda_perceptual": (lambda v: v >= 0, "0 or more"),
     "loss.lambda_pixel": (lambda v: v >= 0, "0 or more"),
+    "loss.gan_objective": (lambda v: v in ("bce", "lsgan"), "'bce' (the paper's) or 'lsgan'"),
     "train.steps": (lambda v: v >= 1, "1 or more"),
     "train.batch_size": (lambda v: v >= 1, "1 or more"),
     "train.lr": (lambda v: 0 < v <= FLOAT32_MAX, (f"a positive number a float32 optimiser can hold (at most "
                                                    f"{FLOAT32_MAX:.2g})")),
+    "train.d_lr": (lambda v: v is None or 0 < v <= FLOAT32_MAX, "empty (train.lr) or a positive number"),
     "train.beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "train.beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "train.lr_decay_start": (lambda v: 0 <= v <= 1, "a fraction of the steps in [0, 1]"),

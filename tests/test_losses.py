@@ -37,6 +37,25 @@ def test_gan_loss_is_finite_when_d_saturates():
     assert z.grad[0].item() == pytest.approx(-0.5)         # the wrong side still has a gradient
 
 
+def test_lsgan_objective_is_least_squares_on_the_same_values():
+    """loss.gan_objective "lsgan" (non-paper): mean (pred - 1)^2 for real, pred^2 for fake; its
+    gradient grows with the distance, where BCE's vanishes for a saturated sigmoid."""
+    z = torch.tensor([-2.0, 0.5, 3.0], requires_grad=True)
+    real = losses.gan_loss(z, True, logits=True, objective="lsgan")
+    assert real.item() == pytest.approx((9 + 0.25 + 4) / 3)
+    assert losses.gan_loss(z, False, logits=True, objective="lsgan").item() == pytest.approx((4 + 0.25 + 9) / 3)
+    real.backward()
+    assert z.grad.tolist() == pytest.approx([2 * -3 / 3, 2 * -0.5 / 3, 2 * 2 / 3])
+    with pytest.raises(ValueError, match="objective"):
+        losses.gan_loss(z, True, objective="hinge")
+    d = nn.Sequential(nn.Conv2d(2, 1, 1), nn.Sigmoid())
+    real_x, fake_x = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4)
+    with torch.no_grad():
+        expected = 0.5 * ((d(real_x) - 1).pow(2).mean() + d(fake_x).pow(2).mean())
+        got = losses.discriminator_loss(d, real_x, fake_x, joint_batch=False, objective="lsgan")
+    assert got.item() == pytest.approx(expected.item())
+
+
 def test_pixel_loss_eq5():
     a, b = torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 0.5)
     b[0, 0, 0, 0] = -1.5

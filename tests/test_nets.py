@@ -152,6 +152,32 @@ def test_generator_output_and_masks():
     assert torch.allclose(a, b)
 
 
+def test_blend_output_composes_source_and_colour_by_the_fourth_channel():
+    """model.output "blend" (non-paper, GANimation): Table 2's last conv gains one channel; the
+    image is A * source + (1 - A) * colour with A = (tanh + 1) / 2; everything else is unchanged."""
+    cfg = tiny(output="blend")
+    g = nets.build_generator(cfg)
+    plain = nets.build_generator(tiny())
+    last = g.decoder[-2]
+    assert last.out_channels == 4 and plain.decoder[-2].out_channels == 3
+    extra = sum(p.numel() for p in g.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == last.in_channels * 7 * 7 + 1           # one more 7x7 filter and its bias
+    src, hs, ht, label = inputs(cfg)
+    decoded = []
+    g.decoder.register_forward_hook(lambda m, i, o: decoded.append(o))
+    g.eval()
+    with torch.no_grad():
+        out = g(src, hs, ht, label)
+        y = decoded[-1]
+        a = (y[:, 3:] + 1) / 2
+        assert torch.allclose(out, a * src + (1 - a) * y[:, :3], atol=1e-6)
+        last.bias[3] = 50.0                                # A -> 1: the source itself
+        assert torch.allclose(g(src, hs, ht, label), src, atol=1e-5)
+        last.bias[3] = -50.0                               # A -> 0: the decoded colour alone
+        out = g(src, hs, ht, label)
+        assert torch.allclose(out, decoded[-1][:, :3], atol=1e-5) and not torch.allclose(out, src, atol=1e-2)
+
+
 def test_migration_block_implements_eq_1_to_3():
     torch.manual_seed(1)
     for landmark_ch in (16, 32):                    # first block (c = d) and later blocks (c = 2d)

@@ -147,6 +147,22 @@ def test_lr_schedule_constant_then_linear_to_zero():
     assert all(a > b for a, b in zip(lrs[5:], lrs[6:]))
 
 
+def test_d_lr_sets_the_discriminators_rate_through_the_whole_schedule():
+    """train.d_lr (non-paper): the Ds follow the same schedule, scaled; None keeps one lr for all."""
+    def lrs(cfg, step):
+        core = TrainCore(cfg, torch.device("cpu"), amp=None)
+        cache = make_cache()
+        ds = PairDataset(cache, "train", protocol="all-ordered-pairs")
+        batch = torch.utils.data.default_collate([ds[0], ds[1]])
+        core.step(batch, step)
+        return {name: opt.param_groups[0]["lr"] for name, opt in core.optimizers().items()}
+    same = lrs(tiny_cfg(steps=10, lr=1e-3), 8)
+    assert same == {"generator": pytest.approx(4e-4), "d_image": pytest.approx(4e-4), "d_geometry": pytest.approx(4e-4)}
+    slow = lrs(tiny_cfg(steps=10, lr=1e-3, d_lr=2e-4), 8)
+    assert slow == {"generator": pytest.approx(4e-4), "d_image": pytest.approx(8e-5), "d_geometry": pytest.approx(8e-5)}
+    assert "train.d_lr=0.0002 (paper: None)" in tiny_cfg(d_lr=2e-4).recipe
+
+
 def cpu_flags_say_bf16() -> bool | None:
     """Does the kernel report AVX512-BF16 or AMX for this CPU (/proc/cpuinfo's flags)? None where
     there is no such file (not Linux): then nothing independent of torch says."""

@@ -1,6 +1,6 @@
 """The training losses of Li, Qi & Sun (IEEE Access 2021), Sec. III-B, Eq. 4-7.
 
-    gan_loss             Eq. 4, BCE with real = 1, fake = 0
+    gan_loss             Eq. 4, BCE with real = 1, fake = 0 (or the non-paper least-squares form)
     pixel_loss           Eq. 5, L1
     PerceptualLoss       Eq. 6, L1 between VGG19 conv1_2 features (Sec. IV-B: l = conv_{1,2})
     generator_loss       Eq. 7, 5 L_GAN + 10 L_per + 10 L_pixel; the GAN term averages the
@@ -53,12 +53,19 @@ VGG_LAYERS = {"conv1_2": 3, "relu1_2": 4}   # torchvision vgg19().features[:n]
 # --------------------------------------------------------------------------------------
 # Adversarial loss: Eq. 4
 
-def gan_loss(pred: torch.Tensor, is_real: bool, logits: bool = False) -> torch.Tensor:
+def gan_loss(pred: torch.Tensor, is_real: bool, logits: bool = False, objective: str = "bce") -> torch.Tensor:
     """Eq. 4 as a binary cross-entropy, mean over the patch map: target 1 for real, 0 for fake.
 
     pred: D's sigmoid outputs (Table 3), clamped to [EPS, 1 - EPS]; or, with logits=True,
-    the pre-sigmoid values, through the exact log-sigmoid form (preferred: stable)."""
+    the pre-sigmoid values, through the exact log-sigmoid form (preferred: stable).
+    objective "lsgan" [non-paper; Mao et al., ICCV 2017; config.LossConfig.gan_objective]: the
+    mean of (pred - target)^2 on the same values (the pre-sigmoid ones with logits=True, as
+    LSGAN's D has no sigmoid); its gradient does not vanish for fakes D already rejects."""
     pred = pred.float()
+    if objective == "lsgan":
+        return (pred - float(is_real)).pow(2).mean()
+    if objective != "bce":
+        raise ValueError(f"objective must be 'bce' or 'lsgan', got {objective!r}")
     if logits:
         return F.binary_cross_entropy_with_logits(pred, torch.full_like(pred, float(is_real)))
     p = pred.clamp(EPS, 1.0 - EPS)
@@ -106,7 +113,7 @@ def discriminator_inputs(image: torch.Tensor, source: torch.Tensor, target_heatm
 
 
 def discriminator_loss(d: nn.Module, real_input: torch.Tensor, fake_input: torch.Tensor,
-                       joint_batch: bool | None = None) -> torch.Tensor:
+                       joint_batch: bool | None = None, objective: str = "bce") -> torch.Tensor:
     """One discriminator's loss, 0.5 * (BCE(D(real), 1) + BCE(D(fake), 0)) [PATN]; Eq. 4 from D's side.
 
     real_input / fake_input are the pairs D judges (see discriminator_inputs); the caller
@@ -115,17 +122,18 @@ def discriminator_loss(d: nn.Module, real_input: torch.Tensor, fake_input: torch
     if joint_batch is None:
         joint_batch = _bn_before_sigmoid(d)
     real_out, fake_out, logits = _d_scores(d, real_input, fake_input, joint_batch)
-    return 0.5 * (gan_loss(real_out, True, logits) + gan_loss(fake_out, False, logits))
+    return 0.5 * (gan_loss(real_out, True, logits, objective) + gan_loss(fake_out, False, logits, objective))
 
 
 def discriminator_losses(d_image: nn.Module, d_geometry: nn.Module, target: torch.Tensor, fake: torch.Tensor,
                          source: torch.Tensor, target_heatmaps: torch.Tensor,
-                         joint_batch: bool | None = None) -> dict[str, torch.Tensor]:
-    """Both discriminators' losses for one batch; detaches `fake`. {"d_image", "d_geometry", "total"}."""
+                         joint_batch: bool | None = None, objective: str = "bce") -> dict[str, torch.Tensor]:
+    """Both discriminators' losses for one batch; detaches `fake`. {"d_image", "d_geometry", "total"}.
+    objective: cfg.loss.gan_objective (gan_loss)."""
     real_i, real_g = discriminator_inputs(target, source, target_heatmaps)
     fake_i, fake_g = discriminator_inputs(fake.detach(), source, target_heatmaps)
-    li = discriminator_loss(d_image, real_i, fake_i, joint_batch)
-    lg = discriminator_loss(d_geometry, real_g, fake_g, joint_batch)
+    li = discriminator_loss(d_image, real_i, fake_i, joint_batch, objective)
+    lg = discriminator_loss(d_geometry, real_g, fake_g, joint_batch, objective)
     return {"d_image": li, "d_geometry": lg, "total": li + lg}
 
 
@@ -254,8 +262,8 @@ def generator_loss(fake: torch.Tensor, target: torch.Tensor, source: torch.Tenso
             real_i, real_g = discriminator_inputs(target.detach(), source, target_heatmaps)
         _, out_i, logits_i = _d_scores(d_image, real_i if jb_i else None, fake_i, jb_i)
         _, out_g, logits_g = _d_scores(d_geometry, real_g if jb_g else None, fake_g, jb_g)
-        gan_i = gan_loss(out_i, True, logits_i)
-        gan_g = gan_loss(out_g, True, logits_g)
+        gan_i = gan_loss(out_i, True, logits_i, cfg.gan_objective)
+        gan_g = gan_loss(out_g, True, logits_g, cfg.gan_objective)
         gan = 0.5 * (gan_i + gan_g)
     pix = pixel_loss(fake, target)
     if perceptual is not None:

@@ -166,12 +166,13 @@ def label_planes(label: torch.Tensor, num_classes: int, size: int, label_range: 
 # --------------------------------------------------------------------------------------
 # Decoder: Table 2
 
-def decoder(in_ch: int, ngf: int = 64, n_up: int = 2) -> nn.Sequential:
+def decoder(in_ch: int, ngf: int = 64, n_up: int = 2, out_ch: int = 3) -> nn.Sequential:
     """The facial decoder, Table 2 (= PATN's): rows 1-9 are this Sequential's layers 0-8.
 
     n_up x (ConvT3 s2 p1 op1 -> half the channels, BN, ReLU): 32x32x(256+K) -> 64x64x128
     -> 128x128x64; then ReflectionPad3, Conv7 ngf->3 (with bias), Tanh -> 128x128x3 in [-1, 1].
-    in_ch = ngf * 2**n_up + K with label planes, ngf * 2**n_up without.
+    in_ch = ngf * 2**n_up + K with label planes, ngf * 2**n_up without. out_ch 4: the non-paper
+    "blend" output (Generator), a 4th Tanh channel that becomes the attention.
     """
     layers = []
     ch = in_ch
@@ -180,7 +181,7 @@ def decoder(in_ch: int, ngf: int = 64, n_up: int = 2) -> nn.Sequential:
         layers += [nn.ConvTranspose2d(ch, out, 3, stride=2, padding=1, output_padding=1, bias=False),
                    nn.BatchNorm2d(out), nn.ReLU(True)]
         ch = out
-    layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, 3, 7), nn.Tanh()]
+    layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_ch, 7), nn.Tanh()]
     return nn.Sequential(*layers)
 
 
@@ -196,7 +197,13 @@ class Generator(nn.Module):
     return_masks. Only the image stream is decoded; the last landmark features are dropped [PATN]. Switches (ModelConfig):
     landmark_stream_sees_source (136 vs 68 heatmap channels), use_feature_init (E_ini vs
     FixedDownsample), use_label_planes (planes concatenated or not; without them the label
-    is ignored and may be None), label_range.
+    is ignored and may be None), label_range, output.
+
+    output "blend" [non-paper; GANimation, Pumarola et al. ECCV 2018]: the decoder's last conv has
+    a 4th channel; with y its Tanh outputs, A = (y_4 + 1) / 2 (= sigmoid of twice the logit) and
+    image = A * source + (1 - A) * y_1..3. Where the face does not change, copying the source's
+    pixels is then one number per pixel, not a 7x7 encode-decode the generator must learn to
+    invert; where it changes (mouth, brows), A falls and the decoded colour shows.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -216,7 +223,8 @@ class Generator(nn.Module):
             self.init_landmark = FixedDownsample(lm_in, d, f, seed=1)
         self.blocks = nn.ModuleList(MigrationUnitBlock(d, d if t == 0 else 2 * d, cfg.dropout)
                                     for t in range(cfg.n_blocks))
-        self.decoder = decoder(d + (cfg.num_classes if cfg.use_label_planes else 0), cfg.ngf, cfg.n_downsampling)
+        self.decoder = decoder(d + (cfg.num_classes if cfg.use_label_planes else 0), cfg.ngf, cfg.n_downsampling,
+                               out_ch=4 if cfg.output == "blend" else 3)
 
     def forward(self, source_image, source_heatmaps, target_heatmaps, target_label=None, return_masks=False):
         cfg = self.cfg
@@ -236,6 +244,9 @@ class Generator(nn.Module):
             planes = label_planes(target_label.to(f_p.device), cfg.num_classes, f_p.shape[-1], cfg.label_range)
             f_p = torch.cat([f_p, planes.to(f_p.dtype)], dim=1)
         image = self.decoder(f_p)
+        if cfg.output == "blend":
+            attention = (image[:, 3:] + 1.0) * 0.5
+            image = attention * source_image.to(image.dtype) + (1.0 - attention) * image[:, :3]
         return (image, masks) if return_masks else image
 
 

@@ -106,8 +106,10 @@ class TrainCore:
         t = cfg.train
         fused = {"fused": True} if device.type == "cuda" else {}
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), **fused)
-        self.opt_d_image = torch.optim.Adam(self.d_image.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), **fused)
-        self.opt_d_geometry = torch.optim.Adam(self.d_geometry.parameters(), lr=t.lr, betas=(t.beta1, t.beta2),
+        d_lr = t.lr if t.d_lr is None else t.d_lr        # train.d_lr: non-paper; the paper has one lr
+        self.d_lr_scale = d_lr / t.lr
+        self.opt_d_image = torch.optim.Adam(self.d_image.parameters(), lr=d_lr, betas=(t.beta1, t.beta2), **fused)
+        self.opt_d_geometry = torch.optim.Adam(self.d_geometry.parameters(), lr=d_lr, betas=(t.beta1, t.beta2),
                                                **fused)
 
         # What the step calls: G and both Ds through DDP for their own updates; in the G step
@@ -192,9 +194,9 @@ class TrainCore:
         vector of TERMS (on the device; nothing here waits for the GPU)."""
 
         lr = lr_at(step_index, self.cfg.train)
-        for opt in self.optimizers().values():
+        for name, opt in self.optimizers().items():
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr if name == "generator" else lr * self.d_lr_scale
         src, tgt, hm_s, hm_t, label = self.inputs(batch)
 
         use_gan = gan_on(step_index, self.cfg)
@@ -217,7 +219,8 @@ class TrainCore:
             set_requires_grad(self.d_image, True)
             set_requires_grad(self.d_geometry, True)
             with self.autocast():
-                d = discriminator_losses(self.di_run, self.dg_run, tgt, fake, src, hm_t)
+                d = discriminator_losses(self.di_run, self.dg_run, tgt, fake, src, hm_t,
+                                         objective=self.cfg.loss.gan_objective)
             self.opt_d_image.zero_grad(set_to_none=True)
             self.opt_d_geometry.zero_grad(set_to_none=True)
             d["total"].backward()
