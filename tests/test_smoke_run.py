@@ -18,18 +18,21 @@ from lmexpr_nb.runner import context, run
 
 SSIM_COL = "SSIM (Wang, Gaussian 1.5)"
 # What the seeded smoke run must reach, so that a regression fails CI, on either precision path a CI
-# machine may take (bf16 where the CPU computes it natively, fp32 elsewhere). Both paths, same data
-# and seed, 1300 steps: bf16 NME 0.0388 / 0.0387 (two machines), fp32 0.0412; SSIM (Wang) 0.759 /
-# 0.757 and 0.768 against copy-source's 0.685; faces 100 %; Rank-1 100 %; mouth change happy 17.4,
-# surprise 23.8-24.1 (bf16). Bars, with their margins from the worse path: NME <= 0.045 (0.0038,
-# 9 % above fp32's 0.0412; the recipe's training-seed spread on seed 1 is 0.042-0.047), SSIM above
-# copy's (both paths are 0.07 above it), faces >= 98 % and Rank-1 >= 95 % (both paths 100 %), mouth
-# change >= 8 (less than half of both). The README carries the numbers themselves.
-# Realism (Table 5's columns): the expression classifier must be informative, its ceiling on the
-# real targets at least 0.30 above copy-source's (recipe-selection seed 1: 79 % vs 13 %); sharpness
-# and expression accuracy are reported for every method.
+# machine may take (bf16 where the CPU computes it natively, fp32 elsewhere). The recipe with the blend
+# output and the GAN term (lambda 2, last half), same data and seed, 1300 steps, bf16 / fp32: NME
+# 0.0378 / 0.0353; SSIM (Wang) 0.747 / 0.750 against copy-source's 0.685; faces 100 % / 100 %; Rank-1
+# 98.9 / 100 %; mouth change happy 9.35 / 9.04, surprise 17.1 / 17.5; sharpness 0.70 / 0.64 (copy 0.88,
+# warp 0.38); FD-dlib 0.053 / 0.056 (copy 0.053, warp 0.043); expression accuracy 71.9 / 56.3 % (copy
+# 13.5 %, warp 79.2 %, real targets 93.8 %). Bars, with their margins from the worse path: NME <= 0.045 (0.0072),
+# SSIM above copy's (both 0.06 above it), faces >= 98 % and Rank-1 >= 95 % (3.9 points), mouth change
+# >= 8 (the issue-8 bar; 1.0 above fp32's happy), sharpness >= 0.55 (0.09 below fp32's; the recipe
+# before the GAN term reached 0.23), FD-dlib <= 0.070 (0.014 above fp32's; before: 0.075), expression
+# accuracy >= copy's + 0.30 (fp32 is 0.43 above copy). The README carries the numbers themselves.
+# The expression classifier (3-scale landmarks; its ceiling does not depend on the precision path: it
+# reads the real targets) must be informative: its accuracy on the real validation targets >= 85 %
+# (the issue's bar; measured 93.8 %, copy-source 13.5 %).
 QUALITY = {"nme": 0.045, "ssim_over_copy": 0.0, "face_found": 0.98, "rank1": 95.0, "mouth_change": 8.0,
-           "classifier_over_copy": 0.30}
+           "classifier_ceiling": 0.85, "sharpness": 0.55, "fd": 0.070, "expression_over_copy": 0.30}
 
 
 @pytest.fixture
@@ -97,6 +100,7 @@ def test_smoke_profile_runs_every_notebook(tmp_path, synthetic_default):
     ours, copy = t5[OURS], t5[COPY]
     assert ours["recipe"].startswith("smoke (") and "train.pairs=neutral-to-expression" in ours["recipe"]
     assert "train.amp=bf16-native" in ours["recipe"]     # the precision is part of the recipe it names
+    assert "model.output=blend" in ours["recipe"] and "loss.lambda_gan=2.0" in ours["recipe"]
     nme, missing, n = float(ours[NME_COL]), int(ours["no face found"]), int(ours["N"])
     assert nme <= QUALITY["nme"], (nme, float(copy[NME_COL]))
     assert float(ours[SSIM_COL]) > float(copy[SSIM_COL]) + QUALITY["ssim_over_copy"], (ours[SSIM_COL], copy[SSIM_COL])
@@ -106,7 +110,13 @@ def test_smoke_profile_runs_every_notebook(tmp_path, synthetic_default):
     for r in (ours, copy, real):
         assert r[SHARP_COL] != "" and r[EXPR_COL] != "", r["method"]
     assert float(real[SHARP_COL]) == pytest.approx(1.0)
-    assert float(real[EXPR_COL]) >= float(copy[EXPR_COL]) + QUALITY["classifier_over_copy"], (real[EXPR_COL],
+    assert float(real[EXPR_COL]) >= QUALITY["classifier_ceiling"], (real[EXPR_COL], copy[EXPR_COL])
+    # realism: sharper than the old L1 model by far, FD-dlib not worse than copying the source by much
+    # (before the GAN term it was 0.075), and the expression there for an independent classifier
+    fd_col = next(c for c in ours if c.startswith("ours: FD"))
+    assert float(ours[SHARP_COL]) >= QUALITY["sharpness"], (ours[SHARP_COL], copy[SHARP_COL])
+    assert float(ours[fd_col]) <= QUALITY["fd"], (ours[fd_col], copy[fd_col])
+    assert float(ours[EXPR_COL]) >= float(copy[EXPR_COL]) + QUALITY["expression_over_copy"], (ours[EXPR_COL],
                                                                                               copy[EXPR_COL])
     t6 = [r for r in csv.DictReader(open(out / "tables" / "table6.csv"))
           if r["protocol"] == PRIMARY and r.get("recogniser") == "dlib" and r["method"] == OURS]

@@ -13,19 +13,23 @@ protocol the neutral frame is at hand: it is the pair's source.
 
 Measured on the recipe-selection data (synthetic seed 1, its 1764 neutral -> expression validation
 pairs, real targets; never the reported seed-0 subjects): landmarks found on the 64 px crop as it
-is (dlib upsampling once) 50.5 %, 84 crops without a face; on the crop enlarged `UPSCALE` = 4 times
-(bicubic) before detection 70-72 % (5 of 672 frames without a face; weight decay 1e-3 / 1e-2 /
-with HOG of the mouth region added: 70.3 / 71.5 / 71.6 %). A 6-channel CNN on (image, image minus
-its neutral frame) reached 53 % in 17 minutes of CPU. So the ceiling this classifier reaches on
-real 64 px synthetic faces is about 70 %: contempt, anger and sadness differ by a pixel or two of
-brow and lip corner at this size. Read generated faces' accuracy against the real-target row.
+is (dlib upsampling once) 50.5 %, 84 crops without a face; on the crop enlarged 4 times (bicubic)
+before detection 70-72 % (5 of 672 frames without a face; weight decay 1e-3 / 1e-2 / with HOG of the
+mouth region added: 70.3 / 71.5 / 71.6 %); enlarged 3 or 5 times alone 63.5 / 63.0 %; the landmarks
+of the 3x, 4x and 5x enlargements averaged 77.5 % (weight decay 1e-2), 79.3 % (1e-1, `WEIGHT_DECAY`),
+76.4 % (1e-3); with the aligned shape itself added to the features 77.8 %. dlib's 68-point predictor
+jitters by a pixel or so at this size, and averaging three independent readings halves that
+jitter's variance. A 6-channel CNN on (image, image minus its neutral frame) reached 53 % in 17
+minutes of CPU. So the ceiling this classifier reaches on real 64 px synthetic faces is about
+80 %: contempt, anger and sadness differ by a pixel or two of brow and lip corner at this size.
+Read generated faces' accuracy against the real-target row.
 
     features  = A(landmarks of the image) - A(landmarks of the neutral reference), flattened (136)
                 A = the kit's one similarity alignment (landmarks/align.py, STABLE points) onto the
                 training frames' mean shape; landmarks re-detected by the kit's detector (dlib HOG +
-                68-point predictor) on the image enlarged UPSCALE times, then scaled back
+                68-point predictor) on the image enlarged by each of UPSCALES, scaled back, averaged
     model     = multinomial logistic regression on standardised features, L2 weight `WEIGHT_DECAY`
-                (the better of 1e-3 and 1e-2 on seed 1), full-batch L-BFGS: deterministic
+                (the best of 1e-3, 1e-2 and 1e-1 on seed 1), full-batch L-BFGS: deterministic
     classes   = the expressions of the training peak frames (7 on CK+ and the synthetic default)
     training  = every real peak frame of the TRAINING subjects, against each of that subject's
                 neutral frames (never a generated face, never a validation subject)
@@ -50,31 +54,38 @@ from lmexpr_nb.landmarks.align import align_shape
 from lmexpr_nb.landmarks.detect import LandmarkDetector
 from lmexpr_nb.metrics.psnr_ssim import to_uint8_hwc
 
-WEIGHT_DECAY = 1e-2
-UPSCALE = 4                 # crops are enlarged this many times (bicubic) before dlib reads them
+WEIGHT_DECAY = 1e-1
+UPSCALES = (3, 4, 5)        # each crop is enlarged by each factor (bicubic) before dlib reads it; the
+                            # landmarks are averaged over the factors (module doc)
 NOT_FOUND = -1
 
 
 def expression_detector() -> LandmarkDetector:
-    """The classifier's landmark detector: the kit's, without dlib's own upsampling (UPSCALE does it)."""
+    """The classifier's landmark detector: the kit's, without dlib's own upsampling (UPSCALES do it)."""
     det = LandmarkDetector(upsample=0)
-    det.name = f"lmexpr_nb.landmarks.detect.LandmarkDetector (dlib HOG + 68 points) on crops enlarged {UPSCALE}x"
+    det.name = (f"lmexpr_nb.landmarks.detect.LandmarkDetector (dlib HOG + 68 points) on crops enlarged "
+                f"{'x, '.join(map(str, UPSCALES))}x, averaged")
     return det
 
 
 def face_landmarks(images, detector) -> np.ndarray:
-    """(N, 68, 2) landmarks (pixels of the image as given) of the largest face the detector finds in
-    each image enlarged UPSCALE times; NaN where none."""
+    """(N, 68, 2) landmarks (pixels of the image as given): for each image, the largest face the
+    detector finds in it enlarged by each factor of UPSCALES, the landmarks averaged over the
+    factors where a face was found; NaN where none was found at any factor."""
     ims = to_uint8_hwc(images)
     ims = ims[None] if ims.ndim == 3 else ims
     out = np.full((len(ims), 68, 2), np.nan)
     for i, img in enumerate(ims):
         h, w = img.shape[:2]
-        big = np.asarray(Image.fromarray(img).resize((w * UPSCALE, h * UPSCALE), Image.BICUBIC))
-        boxes = detector.detect(big)
-        if boxes:
-            box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
-            out[i] = np.asarray(detector.shape(big, box), np.float64) / UPSCALE
+        found = []
+        for up in UPSCALES:
+            big = np.asarray(Image.fromarray(img).resize((w * up, h * up), Image.BICUBIC))
+            boxes = detector.detect(big)
+            if boxes:
+                box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+                found.append(np.asarray(detector.shape(big, box), np.float64) / up)
+        if found:
+            out[i] = np.mean(found, axis=0)
     return out
 
 
