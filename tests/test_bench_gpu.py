@@ -123,6 +123,9 @@ def test_cpu_run_writes_every_section_and_marks_gpu_figures_unmeasured(cpu_run):
         assert len(z["train_peaks"]) == le["data"]["training_peak_frames"] > 0
         assert (z["train_peak_labels"] > 0).all()
         assert not set(z["train_peak_subjects"]) & set(s["data"]["val_subjects"])
+        # and one neutral frame of each of their subjects: what the expression-change classifier reads against
+        assert len(z["train_neutrals"]) == le["data"]["training_neutral_frames"] > 0
+        assert set(z["train_neutral_subjects"]) <= set(z["train_peak_subjects"])
     # one summary table printed at the end, and the same in summary.md
     md = (out / gpu.SUMMARY_NAME).read_text()
     assert proc.stdout.rstrip().endswith(md.rstrip().splitlines()[-1])
@@ -139,31 +142,36 @@ def test_finish_adds_landmark_nme_realism_and_identity(cpu_run, tmp_path):
     assert set(fin["nme"]) == {"our method", "copy source", "warp to target landmarks", "real target"}
     n = res["sections"]["learning"]["data"]["final_pairs"]
     assert all(v["n"] == n and 0 <= v["no_face"] <= n for v in fin["nme"].values())
-    assert set(fin["realism"]) == {"our method", "copy source", "warp to target landmarks"}
-    assert all(set(v) == {"FD-dlib", "KID-dlib"} and v["FD-dlib"]["n"] == n for v in fin["realism"].values())
+    assert set(fin["realism"]) == {"our method", "copy source", "warp to target landmarks", "real target"}
+    assert all(set(v) == {"FD-dlib", "KID-dlib", "Expression accuracy"} and v["FD-dlib"]["n"] == n
+               for v in fin["realism"].values())
+    acc = {m: v["Expression accuracy"] for m, v in fin["realism"].items()}
+    assert all(0 <= a["value"] <= 1 and a["n"] == n for a in acc.values())
+    assert acc["real target"]["value"] >= acc["copy source"]["value"]     # the ceiling; copy shows no expression
+    assert "expression-change" in acc["our method"]["provenance"]
     assert "STAND-IN" in fin["realism"]["our method"]["FD-dlib"]["provenance"]
     assert set(fin["identity"]) == {"original", "copy source", "warp to target landmarks", "our method"}
     assert all(0 <= v["rank1"] <= 100 and v["gallery"] == 2 for v in fin["identity"].values())
     assert all("landmark_nme" in c for c in res["sections"]["learning"]["curve"])
     assert (tmp_path / "finished" / gpu.JSON_NAME).is_file() and "learning: identity" in said[-1]
-    assert "FD-dlib" in said[-1]
+    assert "FD-dlib" in said[-1] and "Expression accuracy" in said[-1]
     assert json.loads((out / gpu.JSON_NAME).read_text())["sections"]["learning"].get("finished") is None
 
 
-def test_expression_accuracy_is_one_more_name_in_the_realism_tuple(cpu_run, monkeypatch):
-    """eval.npz holds what an expression-accuracy column needs: a classifier trained in --finish on the
-    training subjects' real peak frames, applied to each method's faces against their target labels."""
+def test_expression_classifier_in_finish_reads_training_subjects_and_a_missing_one_is_a_recorded_skip(cpu_run):
+    """--finish trains Table 5's expression-change classifier on eval.npz's training frames only; an
+    eval.npz whose training frames hold no face gives a recorded skip, not a traceback."""
     from lmexpr_nb.bench.gpu import realism
-    from lmexpr_nb.bench.gpu.finish import METHODS
     out, proc = cpu_run
     assert proc.returncode == 0, proc.stderr[-3000:]
-    monkeypatch.setattr(realism, "REALISM", ("expression_accuracy",))
     with np.load(out / "eval.npz") as z:
         d = {k: z[k] for k in z.files}
-    got = realism.realism_in_finish(d, METHODS)
-    assert set(got) == set(METHODS)
-    assert all(0 <= v["Expression accuracy"]["value"] <= 1 and v["Expression accuracy"]["n"] == len(d["real"])
-               for v in got.values())
+    clf = realism.expression_classifier(d)
+    assert "train subjects" in clf.provenance and "expression-change" in clf.provenance
+    blank = {**d, "train_peaks": np.zeros_like(d["train_peaks"]), "train_neutrals": np.zeros_like(d["train_neutrals"])}
+    got = realism.realism_in_finish(blank, {"our method": "ours"})["our method"]
+    assert got["Expression accuracy"]["value"] is None and "no train subject" in got["Expression accuracy"]["skipped"]
+    assert got["FD-dlib"]["value"] is not None
 
 
 def test_finish_on_a_partial_folder_says_what_is_missing_in_one_line(cpu_run, tmp_path, capsys):

@@ -5,8 +5,10 @@ Reads DIR/bench_gpu.json and DIR/eval.npz (written by `bench gpu`), then with dl
     images against their target landmarks: the learning curve's NME against wall seconds;
   - landmark NME of the final images of ours, copy source and the warp, and of the real targets
     (the detector floor), with the number of images where no face was found;
-  - the realism metrics of whole sets (realism.py's REALISM: FD-dlib and KID-dlib) of ours, copy
-    source and the warp against the real targets;
+  - the realism metrics that need dlib (realism.py's REALISM: FD-dlib and KID-dlib against the real
+    targets, and expression accuracy by Table 5's expression-change classifier, trained on the
+    training subjects' real frames in eval.npz) of ours, copy source, the warp and the real targets
+    (FD 0 and the classifier's ceiling);
   - identity preservation with dlib's ResNet face descriptor: gallery = one real neutral frame per
     validation subject, probes = the final pairs whose source and target are not gallery images
     ("original" = the real targets): Rank-1 and TAR@FAR=1% (%), metrics.identity.
@@ -36,7 +38,8 @@ def _nme(images, targets, detector) -> dict:
 
 
 NPZ_KEYS = ("snap_fakes", "snap_pairs", "real", "source", "warp", "ours", "target_landmarks", "target_labels",
-            "subjects", "probe_keep", "gallery", "gallery_ids", "train_peaks", "train_peak_labels")
+            "subjects", "probe_keep", "gallery", "gallery_ids", "train_peaks", "train_peak_labels",
+            "train_peak_subjects", "train_neutrals", "train_neutral_subjects")
 METHODS = {"our method": "ours", "copy source": "source", "warp to target landmarks": "warp"}
 
 
@@ -96,7 +99,7 @@ def _finish(res: dict, d: dict, out: Path, say) -> dict:
         c["landmark_nme"] = _nme(fakes, d["target_landmarks"][:m], det)["mean"]
     for name, key in {**METHODS, "real target": "real"}.items():
         fin["nme"][name] = _nme(d[key], d["target_landmarks"], det)
-    fin["realism"] = realism_in_finish(d, METHODS)
+    fin["realism"] = realism_in_finish(d, {**METHODS, "real target": "real"})
     keep = d["probe_keep"].astype(bool)
     if keep.any() and len(d["gallery_ids"]) >= 2:
         rec = DlibRecogniser()

@@ -42,6 +42,7 @@ from lmexpr_nb.bench.gpu.realism import realism_on_device
 from lmexpr_nb.bench.gpu.sections import precision_state
 from lmexpr_nb.common.files import atomic_path
 from lmexpr_nb.common.viz import image_grid, save_figure
+from lmexpr_nb.data.frames import neutral_frame
 from lmexpr_nb.data.pairs import PairDataset
 from lmexpr_nb.experiments.evalset import union_pairs
 from lmexpr_nb.experiments.table6 import identity_gallery
@@ -67,6 +68,15 @@ def _pairs_budget(image_size: int, n_primary: int, n_gallery: int, snapshots: in
     m = max(1, min(16, n_primary, room // (4 * snapshots)))
     f = max(1, min(64, n_primary, (room - snapshots * m) // 4))
     return f, min(m, f), p
+
+
+def training_neutrals(cache, peaks) -> np.ndarray:
+    """Cache indices of one neutral frame (data.frames.neutral_frame) of each training subject among
+    `peaks` that has one: what the expression-change classifier reads a peak frame against."""
+    subjects = np.asarray(cache.subjects).astype(str)
+    labels = np.asarray(cache.labels)
+    picks = [neutral_frame(cache, s, "train") for s in sorted(set(subjects[peaks]))]
+    return np.array([i for i in picks if labels[i] == 0], np.int64)
 
 
 def training_peaks(cache, limit: int, seed: int = 0) -> np.ndarray:
@@ -149,11 +159,13 @@ def learning_check(cfg, cache, device: torch.device, deadline: float, out_dir: P
     src, tgt, rows, n_all, _ = union_pairs(cache, ("neutral-to-expression",), 0, seed, "val")
     gallery = identity_gallery(cache, "val")
     all_peaks = training_peaks(cache, len(cache), seed)
-    f, m, n_peaks = _pairs_budget(cfg.model.image_size, len(src), len(gallery), len(SNAPSHOT_FRACTIONS),
-                                  len(all_peaks))
+    n_train_subjects = len(set(np.asarray(cache.subjects)[np.asarray(cache.split) == "train"]))
+    f, m, n_peaks = _pairs_budget(cfg.model.image_size, len(src), len(gallery) + n_train_subjects,
+                                  len(SNAPSHOT_FRACTIONS), len(all_peaks))     # + one neutral frame per subject
     if not cuda:
         f, m = min(f, 8), min(m, 4)           # a small CPU: the final step (and --finish) must stay short
     peaks = training_peaks(cache, n_peaks, seed)
+    neutrals = training_neutrals(cache, peaks)
     pick = np.random.default_rng(seed).choice(len(src), f, replace=False)    # random order: subjects mix
     fs, ft = src[pick], tgt[pick]                 # the final pairs; the first m are the snapshot pairs
     lm = np.asarray(cache.landmarks, np.float32)
@@ -245,7 +257,8 @@ def learning_check(cfg, cache, device: torch.device, deadline: float, out_dir: P
               source_landmarks=lm[fs], target_landmarks=lm[ft], target_labels=labels[ft],
               subjects=subjects[ft], probe_keep=keep, gallery=cache.images[gallery],
               gallery_ids=subjects[gallery], train_peaks=cache.images[peaks],
-              train_peak_labels=labels[peaks], train_peak_subjects=subjects[peaks])
+              train_peak_labels=labels[peaks], train_peak_subjects=subjects[peaks],
+              train_neutrals=cache.images[neutrals], train_neutral_subjects=subjects[neutrals])
     _sample_grid(cache, fs, ft, base, snaps, curve, out_dir / "samples.png", cfg)
     return {"status": "ok", "train_seconds": round(train_s, 2), "steps": step, "batch": b,
             "images_per_second": round(imgs / train_s, 2) if train_s else None, "losses_finite": finite,
@@ -257,6 +270,7 @@ def learning_check(cfg, cache, device: torch.device, deadline: float, out_dir: P
                      "primary_val_pairs": int(n_all.get("neutral-to-expression", 0)),
                      "final_pairs": int(f), "snapshot_pairs": int(m), "gallery": len(gallery),
                      "identity_probes": int(keep.sum()), "training_peak_frames": int(len(peaks)),
+                     "training_neutral_frames": int(len(neutrals)),
                      "training_peak_sequences": int(len(all_peaks))},
             "curve": curve, "table5": table5, "files": ["eval.npz", "samples.png"],
             "final_reserve_seconds": round(reserve, 1),

@@ -158,8 +158,9 @@ def _learning_rows(le: dict) -> list[dict]:
         rows.append({"section": "learning: Table 5", "path": m, "status": "ok", "result": txt})
     if fin.get("nme", {}).get("real target"):
         r = fin["nme"]["real target"]
+        ceiling = _realism((fin.get("realism") or {}).get("real target") or {})
         rows.append({"section": "learning: Table 5", "path": "real target (detector floor)", "status": "ok",
-                     "result": f"NME {_nme(r)}"})
+                     "result": f"NME {_nme(r)}" + (f", {ceiling}" if ceiling else "")})
     for m, q in (fin.get("identity") or {}).items():
         rows.append({"section": "learning: identity", "path": m, "status": "ok",
                      "result": f"Rank-1 {_f(q['rank1'], '.1f')} %, TAR@FAR=1% {_f(q['tar_far_1'], '.1f')} %, "
