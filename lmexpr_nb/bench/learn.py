@@ -163,7 +163,8 @@ class Evaluator:
                 "nme": lm.mean, "face_found": float(1.0 - lm.n_missing / max(lm.n, 1)),
                 "identity": float(np.mean(sims[np.arange(len(sims)), self.own])),
                 "rank1": float(np.mean(sims.argmax(1) == self.own)),
-                "sharpness": sharp.value, "fd": fd.value, "kid": kd.value, "expression": None if expression is None else float(np.mean(expression))}
+                "sharpness": sharp.value, "fd": fd.value, "kid": kd.value,
+                "expression": None if expression is None else float(np.mean(expression))}
 
     def baselines(self) -> dict:
         out = {}

@@ -19,8 +19,8 @@ mouth region added: 70.3 / 71.5 / 71.6 %); enlarged 3 or 5 times alone 63.5 / 63
 of the 3x, 4x and 5x enlargements averaged 77.5 % (weight decay 1e-2), 79.3 % (1e-1, `WEIGHT_DECAY`),
 76.4 % (1e-3); with the aligned shape itself added to the features 77.8 %. The reading is that
 dlib's 68-point predictor is noisy at this size and the three enlargements' errors partly average
-out (not measured point by point). A 6-channel CNN on (image, image minus its neutral frame) reached 53 % in 17
-minutes of CPU. So the ceiling this classifier reaches on real 64 px synthetic faces is about
+out (not measured point by point). A 6-channel CNN on (image, image minus its neutral frame)
+reached 53 % in 17 minutes of CPU. So the ceiling this classifier reaches on real 64 px synthetic faces is about
 80 %: contempt, anger and sadness differ by a pixel or two of brow and lip corner at this size.
 Read generated faces' accuracy against the real-target row.
 
